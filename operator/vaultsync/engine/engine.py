@@ -1,0 +1,530 @@
+"""The sync engine: level-based reconciliation of VaultSecrets into Secrets.
+
+kopf delivers VaultSecret events and the Secret watcher delivers managed-Secret events; both only update the
+in-memory view and queue keys. Workers take keys from the queue and reconcile: read Vault as the right
+identity, shape the Secret, compare it with what is there (HMAC, no plaintext hashes) and write only what
+differs. Failures keep the existing Secret untouched and are retried with backoff and jitter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from vaultsync.core.desired import (
+    DesiredSecret,
+    Owner,
+    build_secret,
+    check_ownership,
+    desired_secret,
+    is_up_to_date,
+    our_data,
+    owner_of,
+    without_our_keys,
+)
+from vaultsync.core.errors import AUTH_FAILED, INVALID_SPEC, SYNCED, SyncError
+from vaultsync.core.mac import secret_mac
+from vaultsync.core.shaping import SourceData, shape_secret
+from vaultsync.core.spec import AuthSpec, VaultSecretSpec, parse_spec
+from vaultsync.core.status import current_ready, now_rfc3339, ready_condition, status_patch
+from vaultsync.core.templates import CompiledTemplates, compile_templates
+from vaultsync.engine.queue import WorkQueue, run_workers
+from vaultsync.kube import events as ev
+from vaultsync.kube.client import ApiError, KubeClient
+from vaultsync.kube.events import EventRecorder
+from vaultsync.metrics import (
+    DRIFT_REPAIRS,
+    KUBE_WRITES,
+    QUEUE_DEPTH,
+    ROLLOUT_RESTARTS,
+    SYNC_DURATION,
+    SYNCS,
+    VAULTSECRETS,
+)
+from vaultsync.settings import Settings
+from vaultsync.vault.identity import Identity
+from vaultsync.vault.reader import SecretReader
+
+logger = logging.getLogger("vaultsync.sync")
+
+Key = tuple[str, str]
+REFRESH_ANNOTATION = "vaultsync.io/refresh"
+RESTARTED_AT_ANNOTATION = "vaultsync.io/restartedAt"
+MERGE_FINALIZER = "vaultsync.io/merge-cleanup"
+KUBERNETES_ERROR = "KubernetesError"
+INTERNAL_ERROR = "InternalError"
+
+
+@dataclass
+class ObjectState:
+    """What the operator remembers of one VaultSecret between syncs (no secret values)."""
+
+    body: dict[str, Any]
+    handled_generation: int | None = None
+    handled_refresh: str | None = None
+    failures: int = 0
+    written_mac: str | None = None
+    target_name: str | None = None
+    drift: bool = False
+    last_success: str | None = None
+    last_warning: tuple[str, str] | None = None
+    compiled: tuple[int | None, VaultSecretSpec, CompiledTemplates] | None = None
+    ready: str = "Unknown"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def meta(self) -> Mapping[str, Any]:
+        meta: Mapping[str, Any] = self.body.get("metadata", {})
+        return meta
+
+    @property
+    def status(self) -> Mapping[str, Any]:
+        status: Mapping[str, Any] = self.body.get("status") or {}
+        return status
+
+
+def trim_body(body: Mapping[str, Any]) -> dict[str, Any]:
+    """Keeps only what reconciliation needs (not managedFields or last-applied annotations)."""
+    meta = body.get("metadata", {})
+    annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k.startswith("vaultsync.io/")}
+    return {
+        "apiVersion": body.get("apiVersion"),
+        "kind": body.get("kind"),
+        "metadata": {
+            "name": meta.get("name"),
+            "namespace": meta.get("namespace"),
+            "uid": meta.get("uid"),
+            "generation": meta.get("generation"),
+            "resourceVersion": meta.get("resourceVersion"),
+            "annotations": annotations,
+            "finalizers": list(meta.get("finalizers") or []),
+            "deletionTimestamp": meta.get("deletionTimestamp"),
+        },
+        "spec": dict(body.get("spec") or {}),
+        "status": dict(body.get("status") or {}),
+    }
+
+
+class Engine:
+    def __init__(
+        self,
+        settings: Settings,
+        kube: KubeClient,
+        reader: SecretReader,
+        mac_key: bytes,
+        recorder: EventRecorder,
+    ) -> None:
+        self.settings = settings
+        self.kube = kube
+        self.reader = reader
+        self.mac_key = mac_key
+        self.recorder = recorder
+        self.queue: WorkQueue[Key] = WorkQueue()
+        self.objects: dict[Key, ObjectState] = {}
+        self.secrets: dict[Key, dict[str, Any]] = {}
+        self.secrets_synced = asyncio.Event()
+        self.syncs_started = 0
+
+    # Events in --------------------------------------------------------------------------------------------
+    def on_vaultsecret(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        meta = body.get("metadata", {})
+        key: Key = (meta.get("namespace", ""), meta.get("name", ""))
+        if event_type == "DELETED":
+            gone = self.objects.pop(key, None)
+            if gone is not None:
+                self._count_ready(gone.ready, -1)
+            self.queue.forget(key)
+            return
+        trimmed = trim_body(body)
+        state = self.objects.get(key)
+        if state is None or state.meta.get("uid") != meta.get("uid"):
+            if state is not None:
+                self._count_ready(state.ready, -1)
+            status = trimmed["status"]
+            state = self.objects[key] = ObjectState(
+                body=trimmed,
+                written_mac=status.get("secretMAC"),
+                target_name=status.get("secretName"),
+                ready=(current_ready(status) or {}).get("status", "Unknown"),
+            )
+            self._count_ready(state.ready, 1)
+            self.queue.add(key)
+            return
+        state.body = trimmed
+        refresh = trimmed["metadata"]["annotations"].get(REFRESH_ANNOTATION)
+        if (
+            meta.get("generation") != state.handled_generation
+            or refresh != state.handled_refresh
+            or meta.get("deletionTimestamp")
+        ):
+            self.queue.add(key)
+
+    def on_secret(self, event_type: str | None, secret: Mapping[str, Any]) -> None:
+        meta = secret.get("metadata", {})
+        skey: Key = (meta.get("namespace", ""), meta.get("name", ""))
+        if event_type == "DELETED":
+            # A relist reports a deletion it missed with only the name: the cached copy names the owner.
+            secret = self.secrets.pop(skey, None) or secret
+        else:
+            self.secrets[skey] = dict(secret)
+        owner = owner_of(secret)
+        if owner is None:
+            return
+        key: Key = (skey[0], owner)
+        state = self.objects.get(key)
+        if state is None or state.meta.get("deletionTimestamp") or state.target_name != skey[1]:
+            return
+        if state.written_mac is None:
+            return
+        if event_type == "DELETED":
+            drifted = True
+        else:
+            policy = ((state.body.get("spec") or {}).get("target") or {}).get("creationPolicy", "Owner")
+            probe = DesiredSecret(skey[1], "", {}, {}, {}, policy)
+            drifted = secret_mac(self.mac_key, our_data(secret, probe)) != state.written_mac
+        if drifted:
+            state.drift = True
+            self.queue.add(key)
+
+    # Workers ----------------------------------------------------------------------------------------------
+    async def run(self) -> None:
+        try:
+            await asyncio.wait_for(self.secrets_synced.wait(), timeout=60)
+        except TimeoutError:
+            logger.warning("the managed-Secret watch has not listed yet; syncing without its cache")
+        await run_workers(self.queue, self.sync, self.settings.concurrency)
+
+    async def sync(self, key: Key) -> None:
+        state = self.objects.get(key)
+        if state is None:
+            return
+        QUEUE_DEPTH.set(len(self.queue))
+        if state.meta.get("deletionTimestamp"):
+            await self._finalize(key, state)
+            return
+        started = time.monotonic()
+        self.syncs_started += 1
+        refresh = state.meta.get("annotations", {}).get(REFRESH_ANNOTATION)
+        forced = refresh != state.handled_refresh and state.handled_generation is not None
+        drift, state.drift = state.drift, False
+        state.handled_generation = state.meta.get("generation")
+        state.handled_refresh = refresh
+        spec: VaultSecretSpec | None = None
+        try:
+            spec, templates = self._parse(state)
+            await self._ensure_finalizer(key, state, spec)
+            identity = self._identity(key[0], spec.auth)
+            results = await asyncio.gather(
+                *(self.reader.read(identity, source, fresh=forced or drift) for source in spec.sources)
+            )
+            sources = [
+                SourceData(source=s, data=r.data, version=r.version, created_time=r.created_time)
+                for s, r in zip(spec.sources, results, strict=True)
+            ]
+            data = shape_secret(spec, sources, templates=templates, namespace=key[0], name=key[1])
+            desired = desired_secret(spec.target, spec.secret_type, data)
+            versions = {s.label: r.version for s, r in zip(spec.sources, results, strict=True) if r.version}
+            await self._apply(key, state, spec, desired, versions, drift=drift)
+        except SyncError as exc:
+            await self._failed(key, state, exc.reason, exc.message, retry=exc.reason != INVALID_SPEC)
+        except ApiError as exc:
+            await self._failed(key, state, KUBERNETES_ERROR, f"Kubernetes API: {exc}", retry=True)
+        except Exception as exc:
+            logger.exception("sync of %s/%s failed unexpectedly (%s)", key[0], key[1], type(exc).__name__)
+            await self._failed(key, state, INTERNAL_ERROR, f"internal error ({type(exc).__name__})", retry=True)
+        else:
+            state.failures = 0
+            if spec.refresh_interval > 0:
+                jitter = self.settings.refresh_jitter
+                self.queue.add_after(key, spec.refresh_interval * random.uniform(1 - jitter, 1 + jitter))
+        finally:
+            SYNC_DURATION.observe(time.monotonic() - started)
+
+    def _parse(self, state: ObjectState) -> tuple[VaultSecretSpec, CompiledTemplates]:
+        generation = state.meta.get("generation")
+        if state.compiled is not None and state.compiled[0] == generation:
+            return state.compiled[1], state.compiled[2]
+        spec = parse_spec(
+            state.body.get("spec") or {},
+            name=state.meta["name"],
+            default_mount=self.settings.default_mount,
+            default_refresh=self.settings.default_refresh,
+        )
+        templates = compile_templates(spec.templates)
+        state.compiled = (generation, spec, templates)
+        return spec, templates
+
+    def _identity(self, namespace: str, auth: AuthSpec) -> Identity:
+        settings = self.settings
+        if auth.service_account_name is None and not settings.default_identity_allowed(namespace):
+            raise SyncError(
+                AUTH_FAILED,
+                f"namespace {namespace} may not use the operator's own Vault identity "
+                "(VAULTSYNC_DEFAULT_IDENTITY_NAMESPACES); set spec.auth.serviceAccountName to a ServiceAccount "
+                "of this namespace that a Vault role binds",
+            )
+        return Identity(
+            method=auth.method or settings.auth_method,
+            mount=auth.mount or settings.auth_mount,
+            role=auth.role or settings.auth_role,
+            vault_namespace=auth.vault_namespace or settings.vault_namespace,
+            sa_namespace=namespace if auth.service_account_name else None,
+            sa_name=auth.service_account_name,
+            audience=(auth.audience or settings.auth_audience) if auth.service_account_name else None,
+        )
+
+    # Writing ----------------------------------------------------------------------------------------------
+    async def _apply(
+        self,
+        key: Key,
+        state: ObjectState,
+        spec: VaultSecretSpec,
+        desired: DesiredSecret,
+        versions: Mapping[str, int],
+        *,
+        drift: bool,
+    ) -> None:
+        namespace, name = key
+        owner = Owner(namespace=namespace, name=name, uid=state.meta["uid"])
+        mac = secret_mac(self.mac_key, desired.data)
+        previous_mac = state.status.get("secretMAC")
+        state.target_name = desired.name
+        outcome = await self._write_secret(namespace, desired, owner, mac, state)
+        await self._remove_old_target(state, owner, desired.name)
+        changed = mac != previous_mac
+        if outcome == "created" and previous_mac is None:
+            self.recorder.post(state.body, ev.NORMAL, ev.SYNCED, f"created Secret {desired.name} from Vault")
+        elif changed:
+            self.recorder.post(state.body, ev.NORMAL, ev.ROTATED, f"Secret {desired.name} updated: Vault data changed")
+        elif outcome != "unchanged":
+            DRIFT_REPAIRS.inc()
+            self.recorder.post(
+                state.body,
+                ev.NORMAL,
+                ev.DRIFT_REPAIRED,
+                f"Secret {desired.name} was {'deleted' if outcome == 'created' else 'changed'} outside vaultsync; restored",
+            )
+        elif state.ready == "False":
+            self.recorder.post(state.body, ev.NORMAL, ev.SYNCED, f"Secret {desired.name} is in sync with Vault again")
+        if changed and previous_mac is not None:
+            await self._restart_rollouts(state, spec)
+        now = now_rfc3339()
+        state.last_success = now
+        state.last_warning = None
+        status = {
+            "observedGeneration": state.meta.get("generation"),
+            "secretName": desired.name,
+            "secretMAC": mac,
+            "vaultVersion": dict(versions),
+            "lastSyncTime": now if changed or not state.status.get("lastSyncTime") else state.status["lastSyncTime"],
+            "conditions": [
+                ready_condition(
+                    state.status,
+                    ready=True,
+                    reason=SYNCED,
+                    message=f"Secret {desired.name} holds what Vault returned",
+                    generation=state.meta.get("generation"),
+                    now=now,
+                )
+            ],
+        }
+        await self._patch_status(key, state, status)
+        SYNCS.labels("synced" if outcome != "unchanged" else "unchanged", SYNCED).inc()
+        if outcome != "unchanged":
+            logger.info(
+                "%s/%s: Secret %s %s",
+                namespace,
+                name,
+                desired.name,
+                "rotated" if changed and previous_mac else outcome,
+                extra={"namespace": namespace, "name": name, "reason": SYNCED},
+            )
+
+    async def _existing(self, namespace: str, name: str) -> dict[str, Any] | None:
+        cached = self.secrets.get((namespace, name))
+        if cached is not None:
+            return cached
+        return await self.kube.get_secret(namespace, name)
+
+    async def _write_secret(
+        self, namespace: str, desired: DesiredSecret, owner: Owner, mac: str, state: ObjectState
+    ) -> str:
+        """Creates, replaces or leaves the Secret; returns created, updated, replaced or unchanged."""
+        for attempt in (1, 2, 3):
+            existing = await self._existing(namespace, desired.name)
+            check_ownership(existing, desired, owner)
+            if existing is not None and is_up_to_date(existing, desired, owner, self.mac_key):
+                state.written_mac = mac
+                return "unchanged"
+            secret = build_secret(existing, desired, owner)
+            state.written_mac = mac
+            try:
+                if existing is None:
+                    result = await self.kube.create_secret(namespace, secret)
+                    outcome = "created"
+                elif desired.creation_policy != "Merge" and existing.get("type", "Opaque") != desired.secret_type:
+                    # A Secret's type is immutable: replace the object, guarded by its uid.
+                    await self.kube.delete_secret(namespace, desired.name, uid=existing["metadata"]["uid"])
+                    for meta_key in ("uid", "resourceVersion", "creationTimestamp"):
+                        secret["metadata"].pop(meta_key, None)
+                    result = await self.kube.create_secret(namespace, secret)
+                    self.recorder.post(
+                        state.body,
+                        ev.NORMAL,
+                        ev.SECRET_REPLACED,
+                        f"Secret {desired.name} re-created to change its type to {desired.secret_type}",
+                    )
+                    outcome = "replaced"
+                else:
+                    result = await self.kube.replace_secret(namespace, desired.name, secret)
+                    outcome = "updated"
+            except ApiError as exc:
+                if exc.status in (409, 404) and attempt < 3:
+                    # Someone else changed or removed it meanwhile: look again.
+                    self.secrets.pop((namespace, desired.name), None)
+                    continue
+                raise
+            KUBE_WRITES.labels("secret").inc()
+            self.secrets[(namespace, desired.name)] = result
+            return outcome
+        raise AssertionError("unreachable")
+
+    async def _remove_old_target(self, state: ObjectState, owner: Owner, new_name: str) -> None:
+        old_name = state.status.get("secretName")
+        if not old_name or old_name == new_name:
+            return
+        old = await self._existing(owner.namespace, old_name)
+        if old is None or owner_of(old) != owner.name:
+            return
+        refs = old.get("metadata", {}).get("ownerReferences") or []
+        if any(ref.get("uid") == owner.uid for ref in refs):
+            await self.kube.delete_secret(owner.namespace, old_name, uid=old["metadata"]["uid"])
+            self.secrets.pop((owner.namespace, old_name), None)
+            KUBE_WRITES.labels("secret").inc()
+            self.recorder.post(
+                state.body, ev.NORMAL, ev.TARGET_RENAMED, f"deleted the old Secret {old_name} (now {new_name})"
+            )
+
+    async def _restart_rollouts(self, state: ObjectState, spec: VaultSecretSpec) -> None:
+        now = now_rfc3339()
+        patch = {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT_ANNOTATION: now}}}}}
+        namespace = state.meta["namespace"]
+        for target in spec.rollout_restart_targets:
+            try:
+                await self.kube.patch_workload(namespace, target.kind, target.name, patch)
+            except ApiError as exc:
+                ROLLOUT_RESTARTS.labels("failed").inc()
+                why = "it does not exist" if exc.status == 404 else f"{exc.status} {exc.reason}"
+                self.recorder.post(
+                    state.body,
+                    ev.WARNING,
+                    ev.ROLLOUT_RESTART_FAILED,
+                    f"could not restart {target.kind} {target.name}: {why}",
+                )
+                continue
+            KUBE_WRITES.labels("workload").inc()
+            ROLLOUT_RESTARTS.labels("ok").inc()
+            self.recorder.post(
+                state.body, ev.NORMAL, ev.ROLLOUT_RESTARTED, f"restarted {target.kind} {target.name}: Secret changed"
+            )
+
+    async def _patch_status(self, key: Key, state: ObjectState, desired: Mapping[str, Any]) -> None:
+        patch = status_patch(state.status, desired)
+        ready = next(c["status"] for c in desired["conditions"] if c["type"] == "Ready")
+        if ready != state.ready:
+            self._count_ready(state.ready, -1)
+            self._count_ready(ready, 1)
+            state.ready = ready
+        if not patch:
+            return
+        try:
+            result = await self.kube.patch_vaultsecret_status(key[0], key[1], patch)
+        except ApiError as exc:
+            if exc.status == 404:
+                return  # deleted meanwhile
+            raise
+        KUBE_WRITES.labels("status").inc()
+        if key in self.objects and isinstance(result, Mapping):
+            fresh = trim_body(result)
+            state.body["status"] = fresh["status"]
+
+    async def _failed(self, key: Key, state: ObjectState, reason: str, message: str, *, retry: bool) -> None:
+        SYNCS.labels("failed", reason).inc()
+        if state.status.get("secretName") and reason not in (INVALID_SPEC,):
+            kept_since = state.last_success or state.status.get("lastSyncTime")
+            message += f". The Secret {state.status['secretName']} is kept as last synced"
+            if kept_since:
+                message += f" (last good sync {kept_since})"
+        logger.warning(
+            "%s/%s: %s: %s", key[0], key[1], reason, message, extra={"namespace": key[0], "name": key[1], "reason": reason}
+        )
+        if state.last_warning != (reason, message):
+            state.last_warning = (reason, message)
+            self.recorder.post(state.body, ev.WARNING, reason, message)
+        status = {
+            "observedGeneration": state.meta.get("generation"),
+            "conditions": [
+                ready_condition(
+                    state.status,
+                    ready=False,
+                    reason=reason,
+                    message=message,
+                    generation=state.meta.get("generation"),
+                    now=now_rfc3339(),
+                )
+            ],
+        }
+        try:
+            await self._patch_status(key, state, status)
+        except ApiError as exc:
+            logger.warning("%s/%s: could not write status (%s)", key[0], key[1], exc)
+        if retry:
+            state.failures += 1
+            base = self.settings.backoff_base * 2 ** min(state.failures - 1, 16)
+            delay = min(self.settings.backoff_max, base * random.uniform(0.8, 1.2))
+            self.queue.add_after(key, delay)
+
+    # Ownership bookkeeping --------------------------------------------------------------------------------
+    async def _ensure_finalizer(self, key: Key, state: ObjectState, spec: VaultSecretSpec) -> None:
+        finalizers: list[str] = list(state.meta.get("finalizers") or [])
+        wanted = spec.target.creation_policy == "Merge"
+        if wanted == (MERGE_FINALIZER in finalizers):
+            return
+        updated = [*finalizers, MERGE_FINALIZER] if wanted else [f for f in finalizers if f != MERGE_FINALIZER]
+        await self._set_finalizers(key, state, updated)
+
+    async def _set_finalizers(self, key: Key, state: ObjectState, finalizers: list[str]) -> None:
+        patch = {"metadata": {"finalizers": finalizers, "resourceVersion": state.meta.get("resourceVersion")}}
+        result = await self.kube.patch_vaultsecret(key[0], key[1], patch)
+        KUBE_WRITES.labels("vaultsecret").inc()
+        if isinstance(result, Mapping):
+            state.body["metadata"] = trim_body(result)["metadata"]
+
+    async def _finalize(self, key: Key, state: ObjectState) -> None:
+        if MERGE_FINALIZER not in (state.meta.get("finalizers") or []):
+            return
+        namespace = key[0]
+        try:
+            namespace_obj = await self.kube.get_namespace(namespace)
+            terminating = namespace_obj is None or bool(namespace_obj.get("metadata", {}).get("deletionTimestamp"))
+            target = state.target_name or state.status.get("secretName")
+            if target and not terminating:
+                existing = await self._existing(namespace, target)
+                if existing is not None and owner_of(existing) == key[1]:
+                    await self.kube.replace_secret(namespace, target, without_our_keys(existing))
+                    KUBE_WRITES.labels("secret").inc()
+            finalizers = [f for f in state.meta.get("finalizers") or [] if f != MERGE_FINALIZER]
+            await self._set_finalizers(key, state, finalizers)
+        except ApiError as exc:
+            if exc.status == 404:
+                return
+            logger.warning("%s/%s: cleanup on deletion failed (%s); retrying", key[0], key[1], exc)
+            self.queue.add_after(key, self.settings.backoff_base * 5)
+
+    def _count_ready(self, ready: str, delta: int) -> None:
+        VAULTSECRETS.labels(ready if ready in ("True", "False") else "Unknown").inc(delta)

@@ -1,0 +1,32 @@
+"""kopf handlers for the operator's own lifecycle: configure kopf, start and stop the runtime."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from vaultsync.runtime import Runtime, StartupError
+from vaultsync.settings import Settings
+
+
+@kopf.on.startup()
+async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    # Handlers here only watch: kopf must not write its own bookkeeping onto VaultSecrets, nor post an Event
+    # per log line (the engine posts its own Events with stable reasons).
+    settings.posting.enabled = False
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.batching.worker_limit = 64
+    operator_settings: Settings = memo["settings"]
+    try:
+        memo["runtime"] = await Runtime.start(operator_settings)
+    except StartupError as exc:
+        raise kopf.PermanentError(str(exc)) from None
+
+
+@kopf.on.cleanup()
+async def stop(memo: kopf.Memo, **_: Any) -> None:
+    runtime: Runtime | None = memo.get("runtime")
+    if runtime is not None:
+        await runtime.stop()

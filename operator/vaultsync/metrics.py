@@ -1,0 +1,65 @@
+"""Prometheus metrics. Labels are bounded sets (results, reasons, operations): never a per-object label."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+from vaultsync import __version__
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+SYNCS = Counter(
+    "vaultsync_syncs_total",
+    "Syncs of VaultSecrets by result (synced, unchanged, failed) and condition reason.",
+    ["result", "reason"],
+    registry=REGISTRY,
+)
+SYNC_DURATION = Histogram(
+    "vaultsync_sync_duration_seconds",
+    "Time of one sync of a VaultSecret: Vault reads, shaping and Kubernetes writes.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+    registry=REGISTRY,
+)
+VAULT_REQUESTS = Counter(
+    "vaultsync_vault_requests_total",
+    "Requests to Vault by operation (login, renew, read) and outcome.",
+    ["operation", "outcome"],
+    registry=REGISTRY,
+)
+VAULT_REQUEST_DURATION = Histogram(
+    "vaultsync_vault_request_duration_seconds",
+    "Latency of Vault reads.",
+    ["operation"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
+    registry=REGISTRY,
+)
+VAULT_TOKENS = Gauge(
+    "vaultsync_vault_tokens_cached", "Vault tokens held in the cache, one per identity.", registry=REGISTRY
+)
+VAULTSECRETS = Gauge(
+    "vaultsync_vaultsecrets", "VaultSecrets known to the operator by Ready state.", ["ready"], registry=REGISTRY
+)
+DRIFT_REPAIRS = Counter(
+    "vaultsync_drift_repairs_total", "Secrets restored after being edited or deleted by hand.", registry=REGISTRY
+)
+ROLLOUT_RESTARTS = Counter(
+    "vaultsync_rollout_restarts_total",
+    "Rollout restarts of Deployments, StatefulSets and DaemonSets by result (ok, failed).",
+    ["result"],
+    registry=REGISTRY,
+)
+KUBE_WRITES = Counter(
+    "vaultsync_kubernetes_writes_total",
+    "Writes to the Kubernetes API by object kind (secret, status, event, workload).",
+    ["kind"],
+    registry=REGISTRY,
+)
+KUBE_ERRORS = Counter(
+    "vaultsync_kubernetes_api_errors_total",
+    "Failed Kubernetes API requests by HTTP status (or 'unreachable').",
+    ["code"],
+    registry=REGISTRY,
+)
+QUEUE_DEPTH = Gauge("vaultsync_queue_depth", "VaultSecrets waiting for a sync worker.", registry=REGISTRY)
+BUILD_INFO = Info("vaultsync_build", "Version of the running operator.", registry=REGISTRY)
+BUILD_INFO.info({"version": __version__})

@@ -1,0 +1,191 @@
+"""Builds the operator's parts from its settings and runs their background tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from vaultsync.core.errors import AUTH_FAILED, SyncError
+from vaultsync.core.mac import new_mac_key
+from vaultsync.engine.engine import Engine
+from vaultsync.health import Heartbeat, start_servers
+from vaultsync.kube.client import ApiError, KubeClient
+from vaultsync.kube.credentials import connection
+from vaultsync.kube.events import EventRecorder
+from vaultsync.kube.watch import watch_managed_secrets
+from vaultsync.metrics import KUBE_ERRORS, VAULT_REQUEST_DURATION, VAULT_REQUESTS, VAULT_TOKENS
+from vaultsync.settings import Settings
+from vaultsync.vault.client import VaultClient
+from vaultsync.vault.identity import Identity, ServiceAccountJwts, TokenFileJwt, VaultSessions
+from vaultsync.vault.reader import SecretReader
+
+logger = logging.getLogger("vaultsync")
+
+MAC_KEY_SECRET = "vaultsync-hmac-key"  # noqa: S105 - the name of a Secret, not a secret
+SHUTDOWN_GRACE_SECONDS = 10.0
+
+
+class StartupError(RuntimeError):
+    """The operator cannot start; the message says what to fix."""
+
+
+async def ensure_mac_key(kube: KubeClient, namespace: str) -> bytes:
+    """The HMAC key for status.secretMAC, kept in a Secret of the operator's namespace (created once)."""
+    for _ in range(3):
+        secret = await kube.get_secret(namespace, MAC_KEY_SECRET)
+        if secret is not None:
+            return base64.b64decode((secret.get("data") or {})["key"])
+        body = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": MAC_KEY_SECRET, "namespace": namespace, "labels": {"app.kubernetes.io/name": "vaultsync"}},
+            "type": "Opaque",
+            "data": {"key": base64.b64encode(new_mac_key()).decode()},
+        }
+        try:
+            await kube.create_secret(namespace, body)
+        except ApiError as exc:
+            if exc.status == 404:
+                raise StartupError(
+                    f"namespace {namespace} does not exist: create it or set VAULTSYNC_NAMESPACE to the "
+                    "operator's namespace"
+                ) from None
+            if exc.status != 409:
+                raise StartupError(f"cannot create the HMAC key Secret {namespace}/{MAC_KEY_SECRET}: {exc}") from None
+    raise StartupError(f"cannot read or create the HMAC key Secret {namespace}/{MAC_KEY_SECRET}")
+
+
+def _observe_identity(identity: Identity, outcome: str) -> None:
+    operation, _, result = outcome.partition("_")
+    VAULT_REQUESTS.labels(operation, result or "ok").inc()
+
+
+def _observe_read(outcome: str, seconds: float) -> None:
+    VAULT_REQUESTS.labels("read", outcome).inc()
+    VAULT_REQUEST_DURATION.labels("read").observe(seconds)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    kube: KubeClient
+    vault: VaultClient
+    sessions: VaultSessions
+    engine: Engine
+    recorder: EventRecorder
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    servers: list[Any] = field(default_factory=list)
+
+    @classmethod
+    async def start(cls, settings: Settings) -> Runtime:
+        if not settings.vault_addr:
+            raise StartupError("VAULT_ADDR is not set: give the Vault address (e.g. https://vault.vault.svc:8200)")
+        kube = KubeClient(connection, on_error=lambda code: KUBE_ERRORS.labels(code).inc())
+        try:
+            mac_key = await ensure_mac_key(kube, settings.operator_namespace)
+        except ApiError as exc:
+            raise StartupError(f"cannot reach the Kubernetes API: {exc}") from None
+        try:
+            vault = VaultClient(
+                settings.vault_addr,
+                cacert=settings.vault_cacert,
+                namespace=settings.vault_namespace,
+                timeout=settings.vault_timeout,
+            )
+        except SyncError as exc:
+            raise StartupError(exc.message) from None
+
+        async def request_token(namespace: str, name: str, audience: str | None, seconds: int) -> tuple[str, float]:
+            try:
+                result = await kube.request_token(namespace, name, [audience] if audience else [], seconds)
+            except ApiError as exc:
+                if exc.status == 404:
+                    raise SyncError(
+                        AUTH_FAILED,
+                        f"ServiceAccount {namespace}/{name} does not exist: create it or fix spec.auth.serviceAccountName",
+                    ) from None
+                if exc.status == 403:
+                    raise SyncError(
+                        AUTH_FAILED,
+                        "the operator may not request ServiceAccount tokens: its RBAC needs "
+                        "'create' on serviceaccounts/token",
+                    ) from None
+                raise
+            status = result.get("status", {})
+            expires = datetime.fromisoformat(str(status.get("expirationTimestamp")).replace("Z", "+00:00"))
+            return str(status["token"]), expires.timestamp()
+
+        sessions = VaultSessions(
+            vault,
+            TokenFileJwt(settings.token_file),
+            ServiceAccountJwts(request_token, settings.service_account_token_ttl),
+            on_request=_observe_identity,
+        )
+        reader = SecretReader(sessions, on_read=_observe_read)
+        recorder = EventRecorder(kube)
+        engine = Engine(settings, kube, reader, mac_key, recorder)
+        runtime = cls(settings=settings, kube=kube, vault=vault, sessions=sessions, engine=engine, recorder=recorder)
+        runtime._start_tasks()
+        heartbeat = Heartbeat()
+        runtime.tasks.append(asyncio.create_task(heartbeat.run(), name="heartbeat"))
+        runtime.servers = await start_servers(
+            address=settings.listen_address,
+            health_port=settings.health_port,
+            metrics_port=settings.metrics_port,
+            heartbeat=heartbeat,
+            ready=engine.secrets_synced.is_set,
+            vault_state=vault.health,
+        )
+        logger.info(
+            "vaultsync started: Vault %s, watching %s",
+            settings.vault_addr,
+            ",".join(settings.watch_namespaces) or "all namespaces",
+        )
+        return runtime
+
+    def _start_tasks(self) -> None:
+        engine = self.engine
+        namespaces: list[str | None] = list(self.settings.watch_namespaces) or [None]
+        synced_all = [asyncio.Event() for _ in namespaces]
+
+        async def all_synced() -> None:
+            await asyncio.gather(*(event.wait() for event in synced_all))
+            engine.secrets_synced.set()
+
+        for namespace, synced in zip(namespaces, synced_all, strict=True):
+            self.tasks.append(
+                asyncio.create_task(
+                    watch_managed_secrets(self.kube, namespace, engine.on_secret, synced), name="secret-watch"
+                )
+            )
+        self.tasks.append(asyncio.create_task(all_synced(), name="secret-watch-synced"))
+        self.tasks.append(asyncio.create_task(engine.run(), name="sync-workers"))
+        self.tasks.append(asyncio.create_task(self._gauge_tokens(), name="token-gauge"))
+        self.sessions.start_renewing()
+
+    async def _gauge_tokens(self) -> None:
+        while True:
+            VAULT_TOKENS.set(len(self.sessions))
+            await asyncio.sleep(5)
+
+    async def stop(self) -> None:
+        """Lets running syncs finish (bounded), then stops tasks and revokes cached Vault tokens."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + SHUTDOWN_GRACE_SECONDS
+        while self.engine.queue.active and loop.time() < deadline:
+            await asyncio.sleep(0.1)
+        self.engine.queue.close()
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self.recorder.drain()
+        await self.sessions.close()
+        for runner in self.servers:
+            await runner.cleanup()
+        await self.vault.close()
+        await self.kube.close()
+        logger.info("vaultsync stopped")

@@ -1,0 +1,279 @@
+"""A small asynchronous client for the parts of the Vault HTTP API the operator uses.
+
+Logins (kubernetes and jwt auth methods share one request shape), token renewal and revocation, and KV v1/v2
+reads. Every failure becomes a `SyncError` with a stable reason and a message that never holds a token or a
+secret value: Vault's own error strings describe the request, not the data.
+"""
+
+from __future__ import annotations
+
+import ssl
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from vaultsync.core.errors import (
+    AUTH_FAILED,
+    NOT_FOUND,
+    PERMISSION_DENIED,
+    VAULT_UNAVAILABLE,
+    SyncError,
+)
+
+
+@dataclass(frozen=True)
+class VaultToken:
+    """A Vault client token and what is known of its lifetime."""
+
+    client_token: str
+    accessor: str
+    lease_duration: float
+    renewable: bool
+    obtained_at: float
+
+    @property
+    def expires_at(self) -> float:
+        return self.obtained_at + self.lease_duration if self.lease_duration else float("inf")
+
+    def __repr__(self) -> str:  # never show the token itself
+        return f"VaultToken(accessor={self.accessor!r}, lease_duration={self.lease_duration})"
+
+
+@dataclass(frozen=True)
+class KVSecret:
+    """What one KV read returned: the data and, for KV v2, its version metadata."""
+
+    data: Mapping[str, Any]
+    version: int | None
+    created_time: str | None
+
+    def __repr__(self) -> str:  # never show the values
+        return f"KVSecret(keys={sorted(self.data)!r}, version={self.version})"
+
+
+class VaultForbidden(SyncError):
+    """Vault answered 403: the token lacks the policy, or the token is no longer valid."""
+
+
+def _ssl_context(cacert: str | None) -> ssl.SSLContext | None:
+    if not cacert:
+        return None
+    try:
+        return ssl.create_default_context(cafile=cacert)
+    except (OSError, ssl.SSLError) as exc:
+        raise SyncError(
+            VAULT_UNAVAILABLE,
+            f"cannot load the Vault CA bundle {cacert} ({type(exc).__name__}): check VAULT_CACERT",
+            retryable=True,
+        ) from None
+
+
+def _errors_text(body: Any) -> str:
+    if isinstance(body, Mapping):
+        errors = body.get("errors")
+        if isinstance(errors, list) and errors:
+            return "; ".join(str(e) for e in errors)[:300]
+    return ""
+
+
+class VaultClient:
+    """One aiohttp session to one Vault address, shared by every identity."""
+
+    def __init__(
+        self, addr: str, *, cacert: str | None = None, namespace: str | None = None, timeout: float = 10.0
+    ) -> None:
+        self.addr = addr.rstrip("/")
+        self.namespace = namespace
+        self._ssl = _ssl_context(cacert) if addr.startswith("https") else None
+        self._cacert = cacert
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._session: aiohttp.ClientSession | None = None
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(limit=64, ssl=self._ssl if self._ssl is not None else True)
+            self._session = aiohttp.ClientSession(timeout=self._timeout, connector=connector)
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        token: str | None = None,
+        namespace: str | None = None,
+        json: Mapping[str, Any] | None = None,
+        what: str,
+    ) -> tuple[int, Any]:
+        headers = {"X-Vault-Request": "true"}
+        if token:
+            headers["X-Vault-Token"] = token
+        vault_namespace = namespace or self.namespace
+        if vault_namespace:
+            headers["X-Vault-Namespace"] = vault_namespace
+        try:
+            async with self._get_session().request(
+                method, f"{self.addr}/v1/{path}", headers=headers, json=json
+            ) as response:
+                body: Any = None
+                if response.content_type == "application/json":
+                    body = await response.json()
+                return response.status, body
+        except aiohttp.ClientConnectorCertificateError as exc:
+            raise SyncError(
+                VAULT_UNAVAILABLE,
+                f"TLS verification of Vault at {self.addr} failed while {what} "
+                f"({exc.certificate_error.__class__.__name__}: {getattr(exc.certificate_error, 'verify_message', '')}); "
+                "set VAULT_CACERT to the CA that signed Vault's certificate",
+                retryable=True,
+            ) from None
+        except aiohttp.ClientSSLError as exc:
+            raise SyncError(
+                VAULT_UNAVAILABLE,
+                f"TLS handshake with Vault at {self.addr} failed while {what} ({type(exc).__name__}); "
+                "check VAULT_ADDR's scheme and VAULT_CACERT",
+                retryable=True,
+            ) from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise SyncError(
+                VAULT_UNAVAILABLE,
+                f"cannot reach Vault at {self.addr} while {what} ({type(exc).__name__}); "
+                "check VAULT_ADDR and that Vault is running",
+                retryable=True,
+            ) from None
+        except TimeoutError:
+            raise SyncError(
+                VAULT_UNAVAILABLE,
+                f"Vault at {self.addr} did not answer in time while {what}; it may be overloaded or unreachable",
+                retryable=True,
+            ) from None
+
+    @staticmethod
+    def _unavailable(status: int, body: Any, what: str) -> SyncError:
+        detail = _errors_text(body)
+        if status == 503 and "sealed" in detail.lower():
+            text = f"Vault is sealed ({what}); it must be unsealed"
+        else:
+            text = f"Vault answered {status} while {what}" + (f": {detail}" if detail else "")
+        return SyncError(VAULT_UNAVAILABLE, text, retryable=True)
+
+    async def login(self, *, mount: str, role: str | None, jwt: str, namespace: str | None = None) -> VaultToken:
+        """Logs in with a service-account JWT (the kubernetes and jwt methods take the same body)."""
+        what = f"logging in at auth/{mount} as role {role or '(none)'}"
+        payload: dict[str, Any] = {"jwt": jwt}
+        if role:
+            payload["role"] = role
+        status, body = await self._request("POST", f"auth/{mount}/login", json=payload, namespace=namespace, what=what)
+        if status == 200 and isinstance(body, Mapping) and isinstance(body.get("auth"), Mapping):
+            auth = body["auth"]
+            return VaultToken(
+                client_token=str(auth["client_token"]),
+                accessor=str(auth.get("accessor", "")),
+                lease_duration=float(auth.get("lease_duration") or 0),
+                renewable=bool(auth.get("renewable")),
+                obtained_at=time.monotonic(),
+            )
+        if status >= 500 or status == 429:
+            raise self._unavailable(status, body, what)
+        detail = _errors_text(body) or f"HTTP {status}"
+        raise SyncError(AUTH_FAILED, f"Vault refused the login at auth/{mount} (role {role or '(none)'}): {detail}")
+
+    async def renew_self(self, token: VaultToken, *, namespace: str | None = None) -> VaultToken:
+        status, body = await self._request(
+            "POST", "auth/token/renew-self", token=token.client_token, namespace=namespace, what="renewing a token"
+        )
+        if status == 200 and isinstance(body, Mapping) and isinstance(body.get("auth"), Mapping):
+            auth = body["auth"]
+            return VaultToken(
+                client_token=token.client_token,
+                accessor=token.accessor,
+                lease_duration=float(auth.get("lease_duration") or 0),
+                renewable=bool(auth.get("renewable")),
+                obtained_at=time.monotonic(),
+            )
+        if status >= 500 or status == 429:
+            raise self._unavailable(status, body, "renewing a token")
+        raise SyncError(AUTH_FAILED, f"Vault refused to renew a token: {_errors_text(body) or status}")
+
+    async def revoke_self(self, token: VaultToken, *, namespace: str | None = None) -> None:
+        await self._request(
+            "POST", "auth/token/revoke-self", token=token.client_token, namespace=namespace, what="revoking a token"
+        )
+
+    async def lookup_self(self, token: VaultToken, *, namespace: str | None = None) -> bool:
+        """Whether Vault still accepts the token (a 403 on a valid token is a policy denial)."""
+        status, _ = await self._request(
+            "GET", "auth/token/lookup-self", token=token.client_token, namespace=namespace, what="checking a token"
+        )
+        if status >= 500 or status == 429:
+            raise self._unavailable(status, None, "checking a token")
+        return status == 200
+
+    async def read_kv(
+        self,
+        token: VaultToken,
+        *,
+        mount: str,
+        path: str,
+        kv: str,
+        version: int | None = None,
+        namespace: str | None = None,
+    ) -> KVSecret:
+        """Reads one KV secret; the location (mount, path, version) appears in errors, never the data."""
+        location = f"{mount}/{path}" + (f" version {version}" if version else "")
+        if kv == "v2":
+            api_path = f"{mount}/data/{path}" + (f"?version={version}" if version else "")
+        else:
+            api_path = f"{mount}/{path}"
+        what = f"reading {location}"
+        status, body = await self._request("GET", api_path, token=token.client_token, namespace=namespace, what=what)
+        if status == 200 and isinstance(body, Mapping) and isinstance(body.get("data"), Mapping):
+            if kv == "v2":
+                inner = body["data"]
+                data = inner.get("data")
+                metadata = inner.get("metadata") or {}
+                if not isinstance(data, Mapping):
+                    raise SyncError(NOT_FOUND, f"{location} has no data (deleted or destroyed version)")
+                return KVSecret(
+                    data=dict(data), version=metadata.get("version"), created_time=metadata.get("created_time")
+                )
+            return KVSecret(data=dict(body["data"]), version=None, created_time=None)
+        if status == 404:
+            detail = ""
+            if isinstance(body, Mapping) and isinstance(body.get("data"), Mapping):
+                metadata = body["data"].get("metadata") or {}
+                if metadata.get("destroyed"):
+                    detail = " (that version was destroyed)"
+                elif metadata.get("deletion_time"):
+                    detail = " (that version was deleted)"
+            raise SyncError(
+                NOT_FOUND,
+                f"Vault has no secret at {location}{detail}; check spec.path/spec.mount and the KV version (kv: {kv})",
+            )
+        if status == 403:
+            raise VaultForbidden(
+                PERMISSION_DENIED,
+                f"Vault denied reading {location}: the role's policies must allow 'read' on "
+                f"{mount}/{'data/' if kv == 'v2' else ''}{path}",
+            )
+        if status >= 500 or status == 429:
+            raise self._unavailable(status, body, what)
+        raise SyncError(
+            VAULT_UNAVAILABLE, f"Vault answered {status} while {what}: {_errors_text(body)}", retryable=True
+        )
+
+    async def health(self) -> str:
+        """`ok`, `sealed`, `standby` or `unreachable`: for readiness and diagnostics."""
+        try:
+            status, _ = await self._request("GET", "sys/health?standbyok=true", what="checking health")
+        except SyncError:
+            return "unreachable"
+        return {200: "ok", 429: "standby", 473: "standby", 503: "sealed"}.get(status, "unreachable")
+

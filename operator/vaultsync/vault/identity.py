@@ -1,0 +1,240 @@
+"""Who logs in to Vault: identities, the JWTs that prove them, and the cache of Vault tokens per identity.
+
+A login happens once per identity and token lifetime, never per sync: tokens are cached, renewed before they
+expire, re-obtained when renewal fails or Vault stops accepting them, and revoked when the operator stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import jwt as pyjwt
+
+from vaultsync.core.errors import AUTH_FAILED, SyncError
+from vaultsync.vault.client import VaultClient, VaultToken
+
+logger = logging.getLogger(__name__)
+
+RENEW_AT_FRACTION = 2 / 3
+MIN_RENEW_LEAD = 2.0
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Everything that decides what a Vault login may read: the cache key of Vault tokens."""
+
+    method: str
+    mount: str
+    role: str | None
+    vault_namespace: str | None
+    sa_namespace: str | None = None
+    sa_name: str | None = None
+    sa_uid: str | None = None
+    audience: str | None = None
+
+    @property
+    def is_default(self) -> bool:
+        return self.sa_name is None
+
+    def describe(self) -> str:
+        who = "the operator's own identity" if self.is_default else f"ServiceAccount {self.sa_namespace}/{self.sa_name}"
+        return f"{who} (auth/{self.mount}, method {self.method}, role {self.role or '(none)'})"
+
+
+@dataclass
+class _Jwt:
+    token: str
+    expires_at: float
+    uid: str | None
+
+
+def _claims(token: str) -> dict[str, object]:
+    # The JWT is only inspected for its expiry and ServiceAccount uid; Vault verifies it.
+    try:
+        claims = pyjwt.decode(token, options={"verify_signature": False})
+    except pyjwt.PyJWTError:
+        return {}
+    return claims if isinstance(claims, dict) else {}
+
+
+def _sa_uid(claims: dict[str, object]) -> str | None:
+    kube = claims.get("kubernetes.io")
+    if isinstance(kube, dict):
+        sa = kube.get("serviceaccount")
+        if isinstance(sa, dict) and isinstance(sa.get("uid"), str):
+            return str(sa["uid"])
+    uid = claims.get("kubernetes.io/serviceaccount/service-account.uid")
+    return uid if isinstance(uid, str) else None
+
+
+class TokenFileJwt:
+    """The operator's own service-account JWT, re-read whenever the file changes (projected tokens rotate)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._stamp: tuple[float, int] | None = None
+        self._token = ""
+
+    def read(self) -> str:
+        try:
+            stat = os.stat(self.path)
+            stamp = (stat.st_mtime, stat.st_size)
+            if stamp != self._stamp:
+                with open(self.path, encoding="utf-8") as handle:
+                    self._token = handle.read().strip()
+                self._stamp = stamp
+        except OSError as exc:
+            raise SyncError(
+                AUTH_FAILED,
+                f"cannot read the operator's service-account token file {self.path} ({exc.strerror}); "
+                "set VAULTSYNC_TOKEN_FILE or mount the service-account token",
+            ) from None
+        if not self._token:
+            raise SyncError(AUTH_FAILED, f"the operator's service-account token file {self.path} is empty")
+        return self._token
+
+
+TokenRequester = Callable[[str, str, str | None, int], Awaitable[tuple[str, float]]]
+"""(namespace, service account, audience, seconds) -> (jwt, expiry as a wall-clock timestamp)."""
+
+
+class ServiceAccountJwts:
+    """TokenRequest tokens per (namespace, ServiceAccount, audience), cached for most of their lifetime."""
+
+    def __init__(self, request: TokenRequester, ttl_seconds: int) -> None:
+        self._request = request
+        self._ttl = ttl_seconds
+        self._cache: dict[tuple[str, str, str | None], _Jwt] = {}
+        self._locks: dict[tuple[str, str, str | None], asyncio.Lock] = {}
+
+    async def get(self, namespace: str, name: str, audience: str | None) -> _Jwt:
+        key = (namespace, name, audience)
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            cached = self._cache.get(key)
+            if cached and time.time() < cached.expires_at - self._ttl * 0.2:
+                return cached
+            token, expires_at = await self._request(namespace, name, audience, self._ttl)
+            entry = _Jwt(token=token, expires_at=expires_at, uid=_sa_uid(_claims(token)))
+            self._cache[key] = entry
+            return entry
+
+    def forget(self, namespace: str, name: str, audience: str | None) -> None:
+        self._cache.pop((namespace, name, audience), None)
+
+
+LoginObserver = Callable[[Identity, str], None]
+
+
+class VaultSessions:
+    """Vault tokens per identity: one login per identity and token lifetime, shared by every sync."""
+
+    def __init__(
+        self,
+        vault: VaultClient,
+        own_jwt: TokenFileJwt,
+        sa_jwts: ServiceAccountJwts,
+        on_request: LoginObserver | None = None,
+    ) -> None:
+        self.vault = vault
+        self.own_jwt = own_jwt
+        self.sa_jwts = sa_jwts
+        self._tokens: dict[Identity, VaultToken] = {}
+        self._locks: dict[Identity, asyncio.Lock] = {}
+        self._renewer: asyncio.Task[None] | None = None
+        self._on_request = on_request or (lambda identity, outcome: None)
+
+    def __len__(self) -> int:
+        return len(self._tokens)
+
+    async def resolve(self, identity: Identity) -> tuple[Identity, str]:
+        """The identity completed with the ServiceAccount's uid, and the JWT to log in with."""
+        if identity.is_default:
+            return identity, self.own_jwt.read()
+        assert identity.sa_namespace and identity.sa_name
+        entry = await self.sa_jwts.get(identity.sa_namespace, identity.sa_name, identity.audience)
+        return Identity(**{**identity.__dict__, "sa_uid": entry.uid}), entry.token
+
+    async def token(self, identity: Identity) -> tuple[Identity, VaultToken]:
+        identity, jwt = await self.resolve(identity)
+        lock = self._locks.setdefault(identity, asyncio.Lock())
+        async with lock:
+            cached = self._tokens.get(identity)
+            if cached is not None and time.monotonic() < cached.expires_at - MIN_RENEW_LEAD:
+                return identity, cached
+            try:
+                token = await self.vault.login(
+                    mount=identity.mount, role=identity.role, jwt=jwt, namespace=identity.vault_namespace
+                )
+            except SyncError as exc:
+                self._on_request(identity, "login_error")
+                if exc.reason == AUTH_FAILED:
+                    raise SyncError(AUTH_FAILED, f"{identity.describe()}: {exc.message}") from None
+                raise
+            self._on_request(identity, "login")
+            logger.info("logged in to Vault as %s", identity.describe())
+            self._tokens[identity] = token
+            return identity, token
+
+    def invalidate(self, identity: Identity, token: VaultToken) -> None:
+        """Drops a token that Vault no longer accepts (only if it is still the cached one)."""
+        if self._tokens.get(identity) is token:
+            del self._tokens[identity]
+        if not identity.is_default and identity.sa_namespace and identity.sa_name:
+            self.sa_jwts.forget(identity.sa_namespace, identity.sa_name, identity.audience)
+
+    async def token_is_valid(self, identity: Identity, token: VaultToken) -> bool:
+        return await self.vault.lookup_self(token, namespace=identity.vault_namespace)
+
+    def start_renewing(self) -> None:
+        if self._renewer is None:
+            self._renewer = asyncio.create_task(self._renew_loop(), name="vault-token-renewer")
+
+    async def _renew_loop(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            now = time.monotonic()
+            for identity, token in list(self._tokens.items()):
+                if token.lease_duration <= 0:
+                    continue
+                renew_at = token.obtained_at + token.lease_duration * RENEW_AT_FRACTION
+                if now < renew_at:
+                    continue
+                if not token.renewable or now >= token.expires_at - MIN_RENEW_LEAD:
+                    # Not renewable (or about to lapse): the next use logs in again.
+                    self._tokens.pop(identity, None)
+                    continue
+                try:
+                    renewed = await self.vault.renew_self(token, namespace=identity.vault_namespace)
+                except SyncError:
+                    self._on_request(identity, "renew_error")
+                    if self._tokens.get(identity) is token:
+                        del self._tokens[identity]
+                    continue
+                self._on_request(identity, "renew")
+                # A renewal capped by the role's max TTL may not extend the lease; re-login when it lapses.
+                if renewed.lease_duration < MIN_RENEW_LEAD * 2:
+                    self._tokens.pop(identity, None)
+                elif self._tokens.get(identity) is token:
+                    self._tokens[identity] = renewed
+
+    async def close(self) -> None:
+        """Stops renewing and revokes every cached token."""
+        if self._renewer is not None:
+            self._renewer.cancel()
+            await asyncio.gather(self._renewer, return_exceptions=True)
+            self._renewer = None
+        tokens = list(self._tokens.items())
+        self._tokens.clear()
+        results = await asyncio.gather(
+            *(self.vault.revoke_self(token, namespace=identity.vault_namespace) for identity, token in tokens),
+            return_exceptions=True,
+        )
+        revoked = sum(1 for result in results if not isinstance(result, BaseException))
+        if tokens:
+            logger.info("revoked %d of %d cached Vault tokens", revoked, len(tokens))

@@ -1,0 +1,94 @@
+"""Reads KV secrets as an identity, sharing reads of the same secret that fall due together.
+
+Reads are keyed by (identity, mount, path, kv, version): concurrent requests for one key are made once, and
+the result is shared for a short moment so that syncs due together (fan-in sources, many VaultSecrets on one
+path) cost one Vault read. A 403 on a token that Vault no longer accepts logs in again once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from vaultsync.core.spec import SourceSpec
+from vaultsync.vault.client import KVSecret, VaultForbidden
+from vaultsync.vault.identity import Identity, VaultSessions
+
+ReadKey = tuple[Identity, str, str, str, int | None]
+ReadObserver = Callable[[str, float], None]
+
+
+class SecretReader:
+    def __init__(
+        self, sessions: VaultSessions, *, share_seconds: float = 1.0, on_read: ReadObserver | None = None
+    ) -> None:
+        self.sessions = sessions
+        self.share_seconds = share_seconds
+        self._in_flight: dict[ReadKey, asyncio.Future[KVSecret]] = {}
+        self._recent: dict[ReadKey, tuple[float, KVSecret]] = {}
+        self._on_read = on_read or (lambda outcome, seconds: None)
+
+    async def read(self, identity: Identity, source: SourceSpec, *, fresh: bool = False) -> KVSecret:
+        """Reads one source; `fresh` skips results shared from a moment ago (forced refreshes)."""
+        resolved, _ = await self.sessions.token(identity)
+        key: ReadKey = (resolved, source.mount, source.path, source.kv, source.version)
+        recent = self._recent.get(key)
+        now = time.monotonic()
+        if not fresh and recent is not None and now - recent[0] < self.share_seconds:
+            return recent[1]
+        in_flight = self._in_flight.get(key)
+        if in_flight is not None:
+            return await asyncio.shield(in_flight)
+        future: asyncio.Future[KVSecret] = asyncio.get_running_loop().create_future()
+        self._in_flight[key] = future
+        try:
+            result = await self._read_once(identity, source)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # mark retrieved: waiters re-raise it themselves
+            raise
+        else:
+            future.set_result(result)
+            self._recent[key] = (time.monotonic(), result)
+            self._prune(now)
+            return result
+        finally:
+            del self._in_flight[key]
+
+    def _prune(self, now: float) -> None:
+        if len(self._recent) > 256:
+            for key, (at, _) in list(self._recent.items()):
+                if now - at >= self.share_seconds:
+                    del self._recent[key]
+
+    async def _read_once(self, identity: Identity, source: SourceSpec) -> KVSecret:
+        for attempt in (1, 2):
+            resolved, token = await self.sessions.token(identity)
+            started = time.monotonic()
+            try:
+                result = await self.sessions.vault.read_kv(
+                    token,
+                    mount=source.mount,
+                    path=source.path,
+                    kv=source.kv,
+                    version=source.version,
+                    namespace=resolved.vault_namespace,
+                )
+            except VaultForbidden:
+                self._on_read("denied", time.monotonic() - started)
+                if attempt == 1 and not await self.sessions.token_is_valid(resolved, token):
+                    self.sessions.invalidate(resolved, token)
+                    continue
+                raise
+            except Exception:
+                self._on_read("error", time.monotonic() - started)
+                raise
+            self._on_read("ok", time.monotonic() - started)
+            return result
+        raise AssertionError("unreachable")
+
+    def forget(self) -> None:
+        """Drops shared results (e.g. after a forced refresh)."""
+        self._recent.clear()
+
