@@ -1,0 +1,428 @@
+"""Pure checks of crds/vaultsecrets.yaml (no API server): names, printer columns, documentation of every
+field, the structural-schema rules of apiextensions.k8s.io/v1 on Kubernetes 1.20, and the patterns.
+
+Patterns are compiled with Python's `re`, which agrees with the API server's RE2 for these patterns
+(no look-arounds or back-references: see test_patterns_are_re2_compatible).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CRD_FILE = REPO_ROOT / "crds" / "vaultsecrets.yaml"
+
+Schema = dict[str, Any]
+
+JUNCTORS = ("anyOf", "allOf", "oneOf", "not")
+# Fields that a structural schema forbids inside anyOf/allOf/oneOf/not (Kubernetes 1.20 rules).
+FORBIDDEN_IN_JUNCTORS = ("type", "description", "default", "additionalProperties", "nullable")
+
+
+@pytest.fixture(scope="module")
+def crd() -> dict[str, Any]:
+    with CRD_FILE.open() as f:
+        docs = [d for d in yaml.safe_load_all(f) if d]
+    assert len(docs) == 1
+    document: dict[str, Any] = docs[0]
+    return document
+
+
+@pytest.fixture(scope="module")
+def version(crd: dict[str, Any]) -> dict[str, Any]:
+    versions: list[dict[str, Any]] = crd["spec"]["versions"]
+    assert len(versions) == 1
+    return versions[0]
+
+
+@pytest.fixture(scope="module")
+def root(version: dict[str, Any]) -> Schema:
+    schema: Schema = version["schema"]["openAPIV3Schema"]
+    return schema
+
+
+@pytest.fixture(scope="module")
+def spec(root: Schema) -> Schema:
+    schema: Schema = root["properties"]["spec"]
+    return schema
+
+
+@pytest.fixture(scope="module")
+def status(root: Schema) -> Schema:
+    schema: Schema = root["properties"]["status"]
+    return schema
+
+
+def _children(schema: Schema, path: str) -> Iterator[tuple[str, Schema]]:
+    """The schemas nested in `schema` outside junctors: properties, items and additionalProperties."""
+    for name, sub in (schema.get("properties") or {}).items():
+        yield f"{path}.{name}", sub
+    if isinstance(schema.get("items"), dict):
+        yield f"{path}[]", schema["items"]
+    if isinstance(schema.get("additionalProperties"), dict):
+        yield f"{path}{{}}", schema["additionalProperties"]
+
+
+def walk(schema: Schema, path: str) -> Iterator[tuple[str, Schema]]:
+    """Every schema node under (and including) `schema`, with a readable path; junctors not entered."""
+    yield path, schema
+    for child_path, child in _children(schema, path):
+        yield from walk(child, child_path)
+
+
+def walk_all(node: Any, path: str = "") -> Iterator[tuple[str, Any]]:
+    """Every dict in the document, junctors included."""
+    if isinstance(node, dict):
+        yield path, node
+        for key, value in node.items():
+            yield from walk_all(value, f"{path}/{key}")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from walk_all(value, f"{path}/{i}")
+
+
+def pattern_of(schema: Schema) -> re.Pattern[str]:
+    return re.compile(schema["pattern"])
+
+
+def matches(schema: Schema, value: str) -> bool:
+    return pattern_of(schema).search(value) is not None
+
+
+# ------------------------------------------------------------------------------------------ identity
+
+
+def test_names_and_scope(crd: dict[str, Any], version: dict[str, Any]) -> None:
+    assert crd["apiVersion"] == "apiextensions.k8s.io/v1"
+    assert crd["kind"] == "CustomResourceDefinition"
+    assert crd["metadata"]["name"] == "vaultsecrets.vaultsync.io"
+    spec = crd["spec"]
+    assert spec["group"] == "vaultsync.io"
+    assert spec["scope"] == "Namespaced"
+    names = spec["names"]
+    assert names["kind"] == "VaultSecret"
+    assert names["plural"] == "vaultsecrets"
+    assert names["singular"] == "vaultsecret"
+    assert names["shortNames"] == ["vsec"]
+    assert names["categories"] == ["vaultsync"]
+    assert version["name"] == "v1alpha1"
+    assert version["served"] is True
+    assert version["storage"] is True
+    assert version["subresources"] == {"status": {}}
+
+
+def test_printer_columns(version: dict[str, Any]) -> None:
+    columns = [(c["name"], c["type"], c["jsonPath"]) for c in version["additionalPrinterColumns"]]
+    assert columns == [
+        ("READY", "string", '.status.conditions[?(@.type=="Ready")].status'),
+        ("REASON", "string", '.status.conditions[?(@.type=="Ready")].reason'),
+        ("SECRET", "string", ".status.secretName"),
+        ("LAST SYNC", "date", ".status.lastSyncTime"),
+        ("AGE", "date", ".metadata.creationTimestamp"),
+    ]
+
+
+def test_crds_kustomization_lists_the_crd() -> None:
+    kustomization = yaml.safe_load((REPO_ROOT / "crds" / "kustomization.yaml").read_text())
+    assert kustomization["resources"] == ["vaultsecrets.yaml"]
+
+
+# ------------------------------------------------------------------------------------- documentation
+
+
+def test_every_field_has_a_description(root: Schema) -> None:
+    missing = [
+        path
+        for top in ("spec", "status")
+        for path, node in walk(root["properties"][top], top)
+        if not str(node.get("description", "")).strip()
+    ]
+    assert missing == []
+
+
+def test_contract_fields_are_present(spec: Schema, status: Schema) -> None:
+    assert {
+        "path",
+        "mount",
+        "kv",
+        "version",
+        "sources",
+        "keys",
+        "templates",
+        "templatesOnly",
+        "type",
+        "decodeBase64Keys",
+        "target",
+        "refreshInterval",
+        "auth",
+        "rolloutRestartTargets",
+    } <= set(spec["properties"])
+    assert set(spec["properties"]["sources"]["items"]["properties"]) == {"path", "mount", "kv", "version"}
+    assert set(spec["properties"]["target"]["properties"]) == {
+        "name",
+        "labels",
+        "annotations",
+        "creationPolicy",
+    }
+    assert set(spec["properties"]["auth"]["properties"]) == {
+        "serviceAccountName",
+        "role",
+        "method",
+        "mount",
+        "audience",
+        "vaultNamespace",
+    }
+    assert set(spec["properties"]["rolloutRestartTargets"]["items"]["properties"]) == {"kind", "name"}
+    assert {
+        "conditions",
+        "observedGeneration",
+        "secretName",
+        "lastSyncTime",
+        "vaultVersion",
+        "secretMAC",
+    } <= set(status["properties"])
+    condition = status["properties"]["conditions"]["items"]["properties"]
+    assert set(condition) == {
+        "type",
+        "status",
+        "reason",
+        "message",
+        "lastTransitionTime",
+        "observedGeneration",
+    }
+
+
+# -------------------------------------------------------------------------------- structural schema
+
+
+def test_no_cel_rules(crd: dict[str, Any]) -> None:
+    """Kubernetes 1.20 has no x-kubernetes-validations."""
+    assert [p for p, node in walk_all(crd) if "x-kubernetes-validations" in node] == []
+
+
+def test_every_node_has_a_type(root: Schema) -> None:
+    untyped = [
+        path
+        for path, node in walk(root, "")
+        if "type" not in node
+        and not node.get("x-kubernetes-int-or-string")
+        and not node.get("x-kubernetes-preserve-unknown-fields")
+    ]
+    assert untyped == []
+
+
+def test_junctors_hold_only_value_validations(root: Schema) -> None:
+    bad: list[str] = []
+
+    def check_junctor(node: Any, path: str, int_or_string: bool) -> None:
+        if isinstance(node, list):
+            for i, item in enumerate(node):
+                check_junctor(item, f"{path}/{i}", int_or_string)
+            return
+        assert isinstance(node, dict), path
+        for key in FORBIDDEN_IN_JUNCTORS:
+            # The one exception: x-kubernetes-int-or-string's anyOf [{type: integer}, {type: string}].
+            if key in node and not (int_or_string and key == "type" and set(node) == {"type"}):
+                bad.append(f"{path}: {key}")
+        for key in JUNCTORS:
+            if key in node:
+                check_junctor(node[key], f"{path}/{key}", False)
+        for name, sub in (node.get("properties") or {}).items():
+            check_junctor(sub, f"{path}/properties/{name}", False)
+
+    def mirrored(junctor: Any, outer: Schema, path: str) -> None:
+        """Properties named inside a junctor must exist in the structural schema beside it."""
+        if isinstance(junctor, list):
+            for item in junctor:
+                mirrored(item, outer, path)
+            return
+        for name in junctor.get("properties") or {}:
+            if name not in (outer.get("properties") or {}):
+                bad.append(f"{path}: {name} is not mirrored outside the junctor")
+        for key in JUNCTORS:
+            if key in junctor:
+                mirrored(junctor[key], outer, path)
+
+    for path, node in walk(root, ""):
+        for key in JUNCTORS:
+            if key in node:
+                check_junctor(node[key], f"{path}/{key}", bool(node.get("x-kubernetes-int-or-string")))
+                mirrored(node[key], node, f"{path}/{key}")
+    assert bad == []
+
+
+def test_status_is_typed_not_preserved(status: Schema) -> None:
+    assert "x-kubernetes-preserve-unknown-fields" not in status
+    # Only kopf's own bookkeeping may hold arbitrary fields.
+    preserved = [p for p, node in walk(status, "status") if node.get("x-kubernetes-preserve-unknown-fields")]
+    assert preserved == ["status.kopf"]
+
+
+def test_defaults_satisfy_their_own_schema(root: Schema) -> None:
+    for path, node in walk(root, ""):
+        if "default" not in node:
+            continue
+        value = node["default"]
+        if "enum" in node:
+            assert value in node["enum"], path
+        if "pattern" in node and isinstance(value, str):
+            assert matches(node, value), path
+
+
+def test_defaults(spec: Schema) -> None:
+    props = spec["properties"]
+    assert props["kv"]["default"] == "v2"
+    assert props["type"]["default"] == "Opaque"
+    assert props["templatesOnly"]["default"] is False
+    assert props["refreshInterval"]["default"] == "1h"
+    assert props["target"]["properties"]["creationPolicy"]["default"] == "Owner"
+    # An unset source kv inherits spec.kv, so it must not be defaulted by the API server.
+    assert "default" not in props["sources"]["items"]["properties"]["kv"]
+
+
+# ------------------------------------------------------------------------------- rules across fields
+
+
+def test_path_or_sources_required_not_both(spec: Schema) -> None:
+    assert spec["anyOf"] == [{"required": ["path"]}, {"required": ["sources"]}]
+    assert {"required": ["path", "sources"]} in spec["not"]["anyOf"]
+    assert spec["properties"]["sources"]["minItems"] == 1
+    assert spec["properties"]["sources"]["maxItems"] == 16
+    assert spec["properties"]["sources"]["items"]["required"] == ["path"]
+
+
+def test_version_only_with_kv_v2(spec: Schema) -> None:
+    v1_with_version = {"required": ["version", "kv"], "properties": {"kv": {"enum": ["v1"]}}}
+    assert v1_with_version in spec["not"]["anyOf"]
+    assert spec["properties"]["sources"]["items"]["not"] == v1_with_version
+    assert {"required": ["version", "sources"]} in spec["not"]["anyOf"]
+    assert spec["properties"]["version"]["minimum"] == 1
+    assert spec["properties"]["sources"]["items"]["properties"]["version"]["minimum"] == 1
+
+
+def test_enums(spec: Schema, status: Schema) -> None:
+    props = spec["properties"]
+    assert props["kv"]["enum"] == ["v1", "v2"]
+    assert props["sources"]["items"]["properties"]["kv"]["enum"] == ["v1", "v2"]
+    assert props["target"]["properties"]["creationPolicy"]["enum"] == ["Owner", "Orphan", "Merge"]
+    assert props["auth"]["properties"]["method"]["enum"] == ["kubernetes", "jwt"]
+    assert props["rolloutRestartTargets"]["items"]["properties"]["kind"]["enum"] == [
+        "Deployment",
+        "StatefulSet",
+        "DaemonSet",
+    ]
+    assert props["rolloutRestartTargets"]["items"]["required"] == ["kind", "name"]
+    conditions = status["properties"]["conditions"]
+    assert conditions["items"]["properties"]["status"]["enum"] == ["True", "False", "Unknown"]
+    assert conditions["x-kubernetes-list-type"] == "map"
+    assert conditions["x-kubernetes-list-map-keys"] == ["type"]
+    assert conditions["items"]["required"] == ["type", "status"]
+
+
+def test_status_formats(status: Schema) -> None:
+    props = status["properties"]
+    assert props["lastSyncTime"]["format"] == "date-time"
+    assert props["conditions"]["items"]["properties"]["lastTransitionTime"]["format"] == "date-time"
+    assert props["observedGeneration"]["format"] == "int64"
+    assert props["vaultVersion"]["additionalProperties"]["type"] == "integer"
+
+
+# ---------------------------------------------------------------------------------------- patterns
+
+
+def test_patterns_are_re2_compatible(root: Schema) -> None:
+    """RE2 has no look-arounds and no back-references; Python would silently accept them."""
+    for path, node in walk_all(root):
+        if "pattern" in node:
+            assert not re.search(r"\(\?[=!<]|\\[1-9]", node["pattern"]), path
+            re.compile(node["pattern"])
+
+
+@pytest.mark.parametrize(
+    "value", ["0", "0s", "30s", "5m", "1h", "1h30m", "1h30m15s", "90s", "1.5h", "10m30s"]
+)
+def test_refresh_interval_accepts(spec: Schema, value: str) -> None:
+    assert matches(spec["properties"]["refreshInterval"], value)
+
+
+@pytest.mark.parametrize(
+    "value", ["", "30", "1d", "500ms", "-1s", "+1s", "1h ", " 1h", "1.h", "h", "1 h", "00", "1H"]
+)
+def test_refresh_interval_rejects(spec: Schema, value: str) -> None:
+    assert not matches(spec["properties"]["refreshInterval"], value)
+
+
+def test_refresh_interval_takes_the_number_zero(spec: Schema) -> None:
+    """YAML reads `refreshInterval: 0` as an integer: the schema lets 0 (and only 0) through as one."""
+    field = spec["properties"]["refreshInterval"]
+    assert field["x-kubernetes-int-or-string"] is True
+    assert field["minimum"] == 0
+    assert field["maximum"] == 0
+
+
+@pytest.mark.parametrize("value", ["shop-db", "a", "0", "a.b-c", "x" * 253, "db1.shop.example"])
+def test_target_name_accepts(spec: Schema, value: str) -> None:
+    field = spec["properties"]["target"]["properties"]["name"]
+    assert matches(field, value)
+    assert len(value) <= field["maxLength"]
+
+
+@pytest.mark.parametrize("value", ["", "Shop", "-a", "a-", ".a", "a.", "a_b", "a b", "a/b", "ä"])
+def test_target_name_rejects(spec: Schema, value: str) -> None:
+    assert not matches(spec["properties"]["target"]["properties"]["name"], value)
+
+
+def test_target_name_length(spec: Schema) -> None:
+    assert spec["properties"]["target"]["properties"]["name"]["maxLength"] == 253
+
+
+@pytest.mark.parametrize(
+    "value", ["apps/shop/db", "a", "a/.hidden", "a/...", "a/..b", "kv-2/x_y", "team a/x"]
+)
+def test_vault_path_accepts(spec: Schema, value: str) -> None:
+    assert matches(spec["properties"]["path"], value)
+    assert matches(spec["properties"]["sources"]["items"]["properties"]["path"], value)
+
+
+@pytest.mark.parametrize("value", ["", "/a", "a/", "a//b", "..", ".", "a/../b", "a/./b", "../a", "a/.."])
+def test_vault_path_rejects(spec: Schema, value: str) -> None:
+    assert not matches(spec["properties"]["path"], value)
+    assert not matches(spec["properties"]["sources"]["items"]["properties"]["path"], value)
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"), [("secret", True), ("teams/kv", True), ("/secret", False), ("kv/", False)]
+)
+def test_mount_pattern(spec: Schema, value: str, ok: bool) -> None:
+    assert matches(spec["properties"]["mount"], value) is ok
+    assert matches(spec["properties"]["auth"]["properties"]["mount"], value) is ok
+    assert matches(spec["properties"]["auth"]["properties"]["vaultNamespace"], value) is ok
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"), [("password", True), ("tls.crt", True), ("a-b_c", True), ("a b", False), ("a/b", False)]
+)
+def test_key_pattern(spec: Schema, value: str, ok: bool) -> None:
+    assert matches(spec["properties"]["keys"]["items"], value) is ok
+    assert matches(spec["properties"]["decodeBase64Keys"]["items"], value) is ok
+
+
+def test_secret_mac_pattern(status: Schema) -> None:
+    field = status["properties"]["secretMAC"]
+    assert matches(field, "hmac-sha256:" + "0f" * 32)
+    assert not matches(field, "sha256:" + "0f" * 32)
+    assert not matches(field, "hmac-sha256:" + "0F" * 32)
+    assert not matches(field, "hmac-sha256:abc")
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"), [("Ready", True), ("VaultUnavailable", True), ("", True), ("Not ready", False)]
+)
+def test_condition_reason_pattern(status: Schema, value: str, ok: bool) -> None:
+    assert matches(status["properties"]["conditions"]["items"]["properties"]["reason"], value) is ok
