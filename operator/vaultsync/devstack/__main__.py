@@ -1,0 +1,37 @@
+"""``python -m vaultsync.devstack [run|up] [--workdir DIR] [--vault-tls]``.
+
+* ``run`` (the default): the demo. Starts the local stack, configures it, runs the operator and streams
+  its output until Ctrl-C.
+* ``up``: the same stack and set-up without the operator; prints the environment and stays up until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from vaultsync.devstack.demo import run_demo, run_up
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m vaultsync.devstack", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("command", nargs="?", choices=["run", "up"], default="run")
+    parser.add_argument(
+        "--workdir", type=Path, default=None, help="keep every file here (default: a temp dir)"
+    )
+    parser.add_argument("--vault-tls", action="store_true", help="run OpenBao with TLS (-dev-tls)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.command == "up":
+        return run_up(args.workdir, vault_tls=args.vault_tls)
+    return run_demo(args.workdir, vault_tls=args.vault_tls)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
