@@ -289,7 +289,10 @@ def _check_annotations(value: Any, field_name: str) -> dict[str, str]:
         _check_qualified_key(k, field_name, "annotation")
         total += len(k.encode("utf-8", "surrogatepass")) + len(v.encode("utf-8", "surrogatepass"))
     if total > _MAX_ANNOTATIONS_BYTES:
-        raise _fail(f"{field_name} are {total:,} bytes; Kubernetes allows at most {_MAX_ANNOTATIONS_BYTES:,}")
+        raise _fail(
+            f"{field_name} are {total:,} bytes; Kubernetes allows at most {_MAX_ANNOTATIONS_BYTES:,} "
+            "(256 KiB): shorten or remove some"
+        )
     return annotations
 
 

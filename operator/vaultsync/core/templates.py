@@ -51,8 +51,7 @@ from typing import Any, NoReturn
 
 from jinja2 import Template, nodes, pass_environment
 from jinja2.exceptions import SecurityError, TemplateRuntimeError, TemplateSyntaxError, UndefinedError
-from jinja2.filters import FILTERS as _JINJA_FILTERS
-from jinja2.filters import make_attrgetter
+from jinja2.filters import do_batch, do_indent, do_wordwrap, make_attrgetter, sync_do_slice
 from jinja2.runtime import Context, StrictUndefined, Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import missing, object_type_repr
@@ -82,6 +81,8 @@ MAX_INDENT = 256
 """Largest ``tojson(indent=...)`` and ``indent(width)``."""
 MAX_BATCH = 100_000
 """Largest ``batch``/``slice`` count."""
+MAX_INT_BITS = 16_384
+"""Largest integer ``*`` and ``**`` may build (Python refuses to print more than 4,300 digits anyway)."""
 
 _FILENAME = "<template>"
 _UNSAFE_STR_METHODS = frozenset({"translate", "maketrans", "expandtabs"})
@@ -423,8 +424,7 @@ def _indent(s: Any, width: int | str = 4, first: bool = False, blank: bool = Fal
         raise _Problem(f"indent: width must be a string or an integer from 0 to {MAX_INDENT}")
     if (text.count("\n") + 1) * len(pad) + len(text) > MAX_VALUE_SIZE:
         raise _Problem(f"indent: the result would be longer than {MAX_VALUE_SIZE:,} characters")
-    result: str = _JINJA_FILTERS["indent"](text, pad, first, blank)
-    return result
+    return do_indent(text, pad, first, blank)
 
 
 @pass_environment
@@ -440,10 +440,7 @@ def _wordwrap(
     sep = environment.newline_sequence if wrapstring is None else _as_text(wrapstring, "wordwrap")
     if (len(text) + 1) * max(len(sep), 1) + len(text) > MAX_VALUE_SIZE:
         raise _Problem(f"wordwrap: the result could be longer than {MAX_VALUE_SIZE:,} characters")
-    result: str = _JINJA_FILTERS["wordwrap"](
-        environment, text, width, break_long_words, sep, break_on_hyphens
-    )
-    return result
+    return do_wordwrap(environment, text, width, break_long_words, sep, break_on_hyphens)
 
 
 @pass_environment
@@ -522,15 +519,48 @@ def _check_str_format(fmt: str, args: Any) -> None:
 def _batch(value: Any, linecount: int, fill_with: Any = None) -> Iterator[list[Any]]:
     if not isinstance(linecount, int) or not 0 < linecount <= MAX_BATCH:
         raise _Problem(f"batch: the count must be an integer from 1 to {MAX_BATCH:,}")
-    result: Iterator[list[Any]] = _JINJA_FILTERS["batch"](value, linecount, fill_with)
-    return result
+    return do_batch(value, linecount, fill_with)
 
 
 def _slice(value: Any, slices: int, fill_with: Any = None) -> Iterator[list[Any]]:
     if not isinstance(slices, int) or not 0 < slices <= MAX_BATCH:
         raise _Problem(f"slice: the count must be an integer from 1 to {MAX_BATCH:,}")
-    result: Iterator[list[Any]] = _JINJA_FILTERS["slice"](value, slices, fill_with)
-    return result
+    return sync_do_slice(value, slices, fill_with)
+
+
+def _check_binop(operator: str, left: Any, right: Any) -> None:
+    """Refuse ``+``, ``*``, ``**`` and ``%`` that would build an oversized value."""
+    sized = (str, bytes, list, tuple)
+    both_ints = isinstance(left, int) and isinstance(right, int)
+    if operator == "+" and isinstance(left, sized) and isinstance(right, sized):
+        if len(left) + len(right) > MAX_VALUE_SIZE:
+            raise _Problem(f"'+' would build a value longer than {MAX_VALUE_SIZE:,}")
+    elif operator == "*":
+        seq, count = (left, right) if isinstance(left, sized) else (right, left)
+        if isinstance(seq, sized) and isinstance(count, int) and len(seq) * count > MAX_VALUE_SIZE:
+            raise _Problem(f"'*' would build a value longer than {MAX_VALUE_SIZE:,}")
+        if both_ints and left.bit_length() + right.bit_length() > MAX_INT_BITS:
+            raise _Problem(f"'*' would build a number larger than {MAX_INT_BITS:,} bits")
+    elif operator == "**":
+        if both_ints and abs(left) > 1 and right > 0 and (left.bit_length() - 1) * right > MAX_INT_BITS:
+            raise _Problem(f"'**' would build a number larger than {MAX_INT_BITS:,} bits")
+    elif operator == "%" and isinstance(left, str):
+        _check_percent_format(left, right)
+
+
+@pass_environment
+def _sum(
+    environment: Any, iterable: Iterable[Any], attribute: str | int | None = None, start: Any = 0
+) -> Any:
+    """Jinja's ``sum``, adding step by step through the size checks of ``+``."""
+    items: Iterable[Any] = iterable
+    if attribute is not None:
+        items = map(make_attrgetter(environment, attribute), items)
+    total = start
+    for item in items:
+        _check_binop("+", total, item)
+        total = _check_result(total + item)
+    return total
 
 
 def _guarded(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -570,6 +600,7 @@ _CUSTOM_FILTERS: dict[str, Callable[..., Any]] = {
     "format": _format,
     "batch": _batch,
     "slice": _slice,
+    "sum": _sum,
 }
 _REMOVED_FILTERS = frozenset({"random"})
 _REMOVED_GLOBALS = frozenset({"lipsum", "cycler", "joiner", "namespace"})
@@ -592,31 +623,7 @@ class _Environment(ImmutableSandboxedEnvironment):
         return super().is_safe_attribute(obj, attr, value)
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
-        sized = (str, bytes, list, tuple)
-        if operator == "+" and isinstance(left, sized) and isinstance(right, sized):
-            if len(left) + len(right) > MAX_VALUE_SIZE:
-                raise _Problem(f"'+' would build a value longer than {MAX_VALUE_SIZE:,}")
-        elif operator == "*":
-            seq, count = (left, right) if isinstance(left, sized) else (right, left)
-            if isinstance(seq, sized) and isinstance(count, int) and len(seq) * count > MAX_VALUE_SIZE:
-                raise _Problem(f"'*' would build a value longer than {MAX_VALUE_SIZE:,}")
-            if (
-                isinstance(left, int)
-                and isinstance(right, int)
-                and left.bit_length() + right.bit_length() > 8 * MAX_VALUE_SIZE
-            ):
-                raise _Problem("'*' would build a number that is too large")
-        elif operator == "**":
-            if (
-                isinstance(left, int)
-                and isinstance(right, int)
-                and abs(left) > 1
-                and right > 0
-                and left.bit_length() * right > 8 * MAX_VALUE_SIZE
-            ):
-                raise _Problem("'**' would build a number that is too large")
-        elif operator == "%" and isinstance(left, str):
-            _check_percent_format(left, right)
+        _check_binop(operator, left, right)
         return _check_result(super().call_binop(context, operator, left, right))
 
     def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
