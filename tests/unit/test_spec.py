@@ -189,6 +189,17 @@ def test_bad_path(path: Any, fragment: str) -> None:
     invalid({"path": path}, fragment)
 
 
+def test_too_many_sources() -> None:
+    assert len(parse({"sources": [{"path": f"p{i}"} for i in range(16)]}).sources) == 16
+    invalid({"sources": [{"path": f"p{i}"} for i in range(17)]}, "spec.sources has 17 entries", "at most 16")
+
+
+def test_length_limits() -> None:
+    assert parse({"path": "a" * 1024, "mount": "m" * 512}).sources[0].path == "a" * 1024
+    invalid({"path": "a" * 1025}, "spec.path is 1025 characters long")
+    invalid({"path": "a", "mount": "m" * 513}, "spec.mount is 513 characters long")
+
+
 def test_bad_source_path_names_the_source() -> None:
     invalid({"sources": [{"path": "a"}, {"path": "/b"}]}, "spec.sources[1].path")
 

@@ -21,6 +21,7 @@ from .errors import INVALID_SPEC, SyncError
 __all__ = [
     "CREATION_POLICIES",
     "KV_VERSIONS",
+    "MAX_SOURCES",
     "RESERVED_METADATA_PREFIX",
     "ROLLOUT_KINDS",
     "AuthSpec",
@@ -51,6 +52,10 @@ _DNS_SUBDOMAIN = re.compile(rf"{_DNS_LABEL}(?:\.{_DNS_LABEL})*")
 _QUALIFIED_NAME = re.compile(r"(?:[A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
 _MAX_ANNOTATIONS_BYTES = 256 * 1024
 _SHOW_MAX = 80
+_MAX_PATH_LENGTH = 1024
+_MAX_MOUNT_LENGTH = 512
+MAX_SOURCES = 16
+"""At most this many ``spec.sources`` (the CRD's ``maxItems``)."""
 
 
 @dataclass(frozen=True)
@@ -191,6 +196,9 @@ def _check_vault_path(value: Any, field_name: str, what: str, example: str) -> s
         raise _fail(f"{field_name} must be a string like {example!r}, not {_type_name(value)}")
     if not value:
         raise _fail(f"{field_name} is empty: set the {what}, e.g. {example!r}")
+    limit = _MAX_PATH_LENGTH if what == "path" else _MAX_MOUNT_LENGTH
+    if len(value) > limit:
+        raise _fail(f"{field_name} is {len(value)} characters long; at most {limit} are allowed")
     if value.startswith("/") or value.endswith("/"):
         raise _fail(
             f"{field_name} {_show(value)} must not start or end with '/': write it like {example!r}"
@@ -349,6 +357,11 @@ def _parse_sources(spec: Mapping[str, Any], default_mount: str) -> tuple[SourceS
         raise _fail("spec.sources is empty: list at least one {path} or use spec.path")
     if spec.get("version") is not None:
         raise _fail("spec.version applies to spec.path only: with spec.sources, set version on each source")
+    if len(raw_sources) > MAX_SOURCES:
+        raise _fail(
+            f"spec.sources has {len(raw_sources)} entries; at most {MAX_SOURCES} are allowed: "
+            "split them over several VaultSecrets"
+        )
     sources: list[SourceSpec] = []
     seen: dict[str, int] = {}
     for i, raw in enumerate(raw_sources):
