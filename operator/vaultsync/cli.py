@@ -24,7 +24,10 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     logs.configure(settings.log_format, settings.log_level)
     if not settings.vault_addr:
-        print("vaultsync: VAULT_ADDR (or --vault-addr) is required: the address of Vault or OpenBao", file=sys.stderr)
+        print(
+            "vaultsync: VAULT_ADDR (or --vault-addr) is required: the address of Vault or OpenBao",
+            file=sys.stderr,
+        )
         return 2
     logging.getLogger("vaultsync").info("vaultsync %s starting", __version__)
     namespaces = list(settings.watch_namespaces)
@@ -47,13 +50,17 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vaultsync", description="Keeps Kubernetes Secrets in sync with Vault.")
+    parser = argparse.ArgumentParser(
+        prog="vaultsync", description="Keeps Kubernetes Secrets in sync with Vault."
+    )
     parser.add_argument("--version", action="version", version=f"vaultsync {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run the operator (in-cluster config in a pod, else KUBECONFIG)")
     add_arguments(run)
     run.set_defaults(func=_run)
-    demo = commands.add_parser("demo", help="start a local API server and OpenBao and run the operator on them")
+    demo = commands.add_parser(
+        "demo", help="start a local API server and OpenBao and run the operator on them"
+    )
     demo.add_argument("--workdir", help="where the stack keeps its files (default: a temporary directory)")
     demo.set_defaults(func=_demo)
     return parser
@@ -66,4 +73,3 @@ def main(argv: Sequence[str] | None = None) -> None:
     except KeyboardInterrupt:
         code = 130
     sys.exit(code)
-

@@ -52,7 +52,9 @@ async def start_servers(
     async def readyz(_: web.Request) -> web.Response:
         vault = await vault_state()
         if not ready():
-            return web.Response(status=503, text=f"not ready: Kubernetes API not listed yet; vault: {vault}\n")
+            return web.Response(
+                status=503, text=f"not ready: Kubernetes API not listed yet; vault: {vault}\n"
+            )
         return web.Response(text=f"ok; vault: {vault}\n")
 
     async def metrics(_: web.Request) -> web.Response:

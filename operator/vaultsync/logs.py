@@ -35,7 +35,7 @@ class TextFormatter(logging.Formatter):
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
 
-    def formatException(self, ei: object) -> str:  # noqa: N802 - logging's API
+    def formatException(self, ei: object) -> str:
         # Tracebacks can quote local values; keep only the exception type in operator logs.
         exc_type = ei[0] if isinstance(ei, tuple) else None
         return f"  ({getattr(exc_type, '__name__', 'error')}; run with VAULTSYNC_LOG_LEVEL=DEBUG for details)"

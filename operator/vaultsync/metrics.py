@@ -37,10 +37,15 @@ VAULT_TOKENS = Gauge(
     "vaultsync_vault_tokens_cached", "Vault tokens held in the cache, one per identity.", registry=REGISTRY
 )
 VAULTSECRETS = Gauge(
-    "vaultsync_vaultsecrets", "VaultSecrets known to the operator by Ready state.", ["ready"], registry=REGISTRY
+    "vaultsync_vaultsecrets",
+    "VaultSecrets known to the operator by Ready state.",
+    ["ready"],
+    registry=REGISTRY,
 )
 DRIFT_REPAIRS = Counter(
-    "vaultsync_drift_repairs_total", "Secrets restored after being edited or deleted by hand.", registry=REGISTRY
+    "vaultsync_drift_repairs_total",
+    "Secrets restored after being edited or deleted by hand.",
+    registry=REGISTRY,
 )
 ROLLOUT_RESTARTS = Counter(
     "vaultsync_rollout_restarts_total",

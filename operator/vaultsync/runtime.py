@@ -42,7 +42,11 @@ async def ensure_mac_key(kube: KubeClient, namespace: str) -> bytes:
         body = {
             "apiVersion": "v1",
             "kind": "Secret",
-            "metadata": {"name": MAC_KEY_SECRET, "namespace": namespace, "labels": {"app.kubernetes.io/name": "vaultsync"}},
+            "metadata": {
+                "name": MAC_KEY_SECRET,
+                "namespace": namespace,
+                "labels": {"app.kubernetes.io/name": "vaultsync"},
+            },
             "type": "Opaque",
             "data": {"key": base64.b64encode(new_mac_key()).decode()},
         }
@@ -55,7 +59,9 @@ async def ensure_mac_key(kube: KubeClient, namespace: str) -> bytes:
                     "operator's namespace"
                 ) from None
             if exc.status != 409:
-                raise StartupError(f"cannot create the HMAC key Secret {namespace}/{MAC_KEY_SECRET}: {exc}") from None
+                raise StartupError(
+                    f"cannot create the HMAC key Secret {namespace}/{MAC_KEY_SECRET}: {exc}"
+                ) from None
     raise StartupError(f"cannot read or create the HMAC key Secret {namespace}/{MAC_KEY_SECRET}")
 
 
@@ -83,7 +89,9 @@ class Runtime:
     @classmethod
     async def start(cls, settings: Settings) -> Runtime:
         if not settings.vault_addr:
-            raise StartupError("VAULT_ADDR is not set: give the Vault address (e.g. https://vault.vault.svc:8200)")
+            raise StartupError(
+                "VAULT_ADDR is not set: give the Vault address (e.g. https://vault.vault.svc:8200)"
+            )
         kube = KubeClient(connection, on_error=lambda code: KUBE_ERRORS.labels(code).inc())
         try:
             mac_key = await ensure_mac_key(kube, settings.operator_namespace)
@@ -99,14 +107,17 @@ class Runtime:
         except SyncError as exc:
             raise StartupError(exc.message) from None
 
-        async def request_token(namespace: str, name: str, audience: str | None, seconds: int) -> tuple[str, float]:
+        async def request_token(
+            namespace: str, name: str, audience: str | None, seconds: int
+        ) -> tuple[str, float]:
             try:
                 result = await kube.request_token(namespace, name, [audience] if audience else [], seconds)
             except ApiError as exc:
                 if exc.status == 404:
                     raise SyncError(
                         AUTH_FAILED,
-                        f"ServiceAccount {namespace}/{name} does not exist: create it or fix spec.auth.serviceAccountName",
+                        f"ServiceAccount {namespace}/{name} does not exist: create it or fix "
+                        "spec.auth.serviceAccountName",
                     ) from None
                 if exc.status == 403:
                     raise SyncError(
@@ -128,7 +139,9 @@ class Runtime:
         reader = SecretReader(sessions, on_read=_observe_read)
         recorder = EventRecorder(kube)
         engine = Engine(settings, kube, reader, mac_key, recorder)
-        runtime = cls(settings=settings, kube=kube, vault=vault, sessions=sessions, engine=engine, recorder=recorder)
+        runtime = cls(
+            settings=settings, kube=kube, vault=vault, sessions=sessions, engine=engine, recorder=recorder
+        )
         runtime._start_tasks()
         heartbeat = Heartbeat()
         runtime.tasks.append(asyncio.create_task(heartbeat.run(), name="heartbeat"))
@@ -174,10 +187,11 @@ class Runtime:
 
     async def stop(self) -> None:
         """Lets running syncs finish (bounded), then stops tasks and revokes cached Vault tokens."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + SHUTDOWN_GRACE_SECONDS
-        while self.engine.queue.active and loop.time() < deadline:
-            await asyncio.sleep(0.1)
+        self.engine.stopping = True
+        try:
+            await asyncio.wait_for(self.engine.queue.wait_idle(), SHUTDOWN_GRACE_SECONDS)
+        except TimeoutError:
+            logger.warning("syncs still running after %.0fs; stopping them", SHUTDOWN_GRACE_SECONDS)
         self.engine.queue.close()
         for task in self.tasks:
             task.cancel()

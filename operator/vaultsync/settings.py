@@ -121,14 +121,18 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("vault_addr", "VAULT_ADDR", str, "Vault or OpenBao address, e.g. https://vault.vault.svc:8200"),
     Setting("vault_cacert", "VAULT_CACERT", _optional, "CA bundle file to verify Vault's TLS certificate"),
     Setting("vault_namespace", "VAULT_NAMESPACE", _optional, "Vault Enterprise/OpenBao namespace header"),
-    Setting("vault_timeout", "VAULTSYNC_VAULT_TIMEOUT", _seconds, "timeout of one Vault request (default 10s)"),
+    Setting(
+        "vault_timeout", "VAULTSYNC_VAULT_TIMEOUT", _seconds, "timeout of one Vault request (default 10s)"
+    ),
     Setting("auth_method", "VAULTSYNC_AUTH_METHOD", _auth_method, "default login method: kubernetes or jwt"),
     Setting("auth_mount", "VAULTSYNC_AUTH_MOUNT", str, "default auth mount (default kubernetes)"),
     Setting("auth_role", "VAULTSYNC_AUTH_ROLE", _optional, "default Vault role"),
     Setting("auth_audience", "VAULTSYNC_AUTH_AUDIENCE", _optional, "audience of requested SA tokens"),
     Setting("token_file", "VAULTSYNC_TOKEN_FILE", str, "the operator's own service-account JWT file"),
     Setting("namespace", "VAULTSYNC_NAMESPACE", _optional, "the operator's namespace (HMAC key Secret)"),
-    Setting("watch_namespaces", "VAULTSYNC_WATCH_NAMESPACES", _csv, "comma-separated namespaces (default all)"),
+    Setting(
+        "watch_namespaces", "VAULTSYNC_WATCH_NAMESPACES", _csv, "comma-separated namespaces (default all)"
+    ),
     Setting(
         "default_identity_namespaces",
         "VAULTSYNC_DEFAULT_IDENTITY_NAMESPACES",
@@ -157,7 +161,9 @@ SETTINGS: tuple[Setting, ...] = (
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Adds one flag per setting; the default comes from the environment at parse time."""
     for setting in SETTINGS:
-        parser.add_argument(setting.flag, dest=setting.attr, default=None, help=f"{setting.help} [{setting.env}]")
+        parser.add_argument(
+            setting.flag, dest=setting.attr, default=None, help=f"{setting.help} [{setting.env}]"
+        )
 
 
 class SettingsError(ValueError):

@@ -125,15 +125,16 @@ def check_ownership(existing: Mapping[str, Any] | None, desired: DesiredSecret, 
         raise SyncError(
             TARGET_CONFLICT,
             f"Secret {name} exists and was not created by vaultsync; it is left untouched. Choose another "
-            "spec.target.name, delete that Secret, or set spec.target.creationPolicy: Merge to add our keys to it",
+            "spec.target.name, delete that Secret, or set spec.target.creationPolicy: Merge "
+            "to add our keys to it",
         )
 
 
-def build_secret(
-    existing: Mapping[str, Any] | None, desired: DesiredSecret, owner: Owner
-) -> dict[str, Any]:
+def build_secret(existing: Mapping[str, Any] | None, desired: DesiredSecret, owner: Owner) -> dict[str, Any]:
     """The full Secret object to create or replace, keeping whatever others put on an existing one."""
-    secret: dict[str, Any] = copy.deepcopy(dict(existing)) if existing else {"apiVersion": "v1", "kind": "Secret"}
+    secret: dict[str, Any] = (
+        copy.deepcopy(dict(existing)) if existing else {"apiVersion": "v1", "kind": "Secret"}
+    )
     meta = secret.setdefault("metadata", {})
     meta["name"] = desired.name
     meta["namespace"] = owner.namespace
@@ -213,7 +214,9 @@ def without_our_keys(existing: Mapping[str, Any]) -> dict[str, Any]:
     old_labels, old_annotations = _managed_metadata(secret)
     secret["data"] = {k: v for k, v in (secret.get("data") or {}).items() if k not in ours}
     meta["labels"] = {
-        k: v for k, v in (meta.get("labels") or {}).items() if k not in old_labels and k not in BOOKKEEPING_LABELS
+        k: v
+        for k, v in (meta.get("labels") or {}).items()
+        if k not in old_labels and k not in BOOKKEEPING_LABELS
     }
     meta["annotations"] = {
         k: v

@@ -129,6 +129,7 @@ class Engine:
         self.secrets: dict[Key, dict[str, Any]] = {}
         self.secrets_synced = asyncio.Event()
         self.syncs_started = 0
+        self.stopping = False
 
     # Events in --------------------------------------------------------------------------------------------
     def on_vaultsecret(self, event_type: str | None, body: Mapping[str, Any]) -> None:
@@ -169,7 +170,7 @@ class Engine:
         skey: Key = (meta.get("namespace", ""), meta.get("name", ""))
         if event_type == "DELETED":
             # A relist reports a deletion it missed with only the name: the cached copy names the owner.
-            secret = self.secrets.pop(skey, None) or secret
+            secret = self.secrets.pop(skey, {}) or dict(secret)
         else:
             self.secrets[skey] = dict(secret)
         owner = owner_of(secret)
@@ -201,7 +202,7 @@ class Engine:
 
     async def sync(self, key: Key) -> None:
         state = self.objects.get(key)
-        if state is None:
+        if state is None or self.stopping:
             return
         QUEUE_DEPTH.set(len(self.queue))
         if state.meta.get("deletionTimestamp"):
@@ -236,7 +237,9 @@ class Engine:
             await self._failed(key, state, KUBERNETES_ERROR, f"Kubernetes API: {exc}", retry=True)
         except Exception as exc:
             logger.exception("sync of %s/%s failed unexpectedly (%s)", key[0], key[1], type(exc).__name__)
-            await self._failed(key, state, INTERNAL_ERROR, f"internal error ({type(exc).__name__})", retry=True)
+            await self._failed(
+                key, state, INTERNAL_ERROR, f"internal error ({type(exc).__name__})", retry=True
+            )
         else:
             state.failures = 0
             if spec.refresh_interval > 0:
@@ -265,7 +268,8 @@ class Engine:
             raise SyncError(
                 AUTH_FAILED,
                 f"namespace {namespace} may not use the operator's own Vault identity "
-                "(VAULTSYNC_DEFAULT_IDENTITY_NAMESPACES); set spec.auth.serviceAccountName to a ServiceAccount "
+                "(VAULTSYNC_DEFAULT_IDENTITY_NAMESPACES); set spec.auth.serviceAccountName to a "
+                "ServiceAccount "
                 "of this namespace that a Vault role binds",
             )
         return Identity(
@@ -300,17 +304,22 @@ class Engine:
         if outcome == "created" and previous_mac is None:
             self.recorder.post(state.body, ev.NORMAL, ev.SYNCED, f"created Secret {desired.name} from Vault")
         elif changed:
-            self.recorder.post(state.body, ev.NORMAL, ev.ROTATED, f"Secret {desired.name} updated: Vault data changed")
+            self.recorder.post(
+                state.body, ev.NORMAL, ev.ROTATED, f"Secret {desired.name} updated: Vault data changed"
+            )
         elif outcome != "unchanged":
             DRIFT_REPAIRS.inc()
             self.recorder.post(
                 state.body,
                 ev.NORMAL,
                 ev.DRIFT_REPAIRED,
-                f"Secret {desired.name} was {'deleted' if outcome == 'created' else 'changed'} outside vaultsync; restored",
+                f"Secret {desired.name} was {'deleted' if outcome == 'created' else 'changed'} "
+                "outside vaultsync; restored",
             )
         elif state.ready == "False":
-            self.recorder.post(state.body, ev.NORMAL, ev.SYNCED, f"Secret {desired.name} is in sync with Vault again")
+            self.recorder.post(
+                state.body, ev.NORMAL, ev.SYNCED, f"Secret {desired.name} is in sync with Vault again"
+            )
         if changed and previous_mac is not None:
             await self._restart_rollouts(state, spec)
         now = now_rfc3339()
@@ -321,7 +330,9 @@ class Engine:
             "secretName": desired.name,
             "secretMAC": mac,
             "vaultVersion": dict(versions),
-            "lastSyncTime": now if changed or not state.status.get("lastSyncTime") else state.status["lastSyncTime"],
+            "lastSyncTime": now
+            if changed or not state.status.get("lastSyncTime")
+            else state.status["lastSyncTime"],
             "conditions": [
                 ready_condition(
                     state.status,
@@ -367,7 +378,10 @@ class Engine:
                 if existing is None:
                     result = await self.kube.create_secret(namespace, secret)
                     outcome = "created"
-                elif desired.creation_policy != "Merge" and existing.get("type", "Opaque") != desired.secret_type:
+                elif (
+                    desired.creation_policy != "Merge"
+                    and existing.get("type", "Opaque") != desired.secret_type
+                ):
                     # A Secret's type is immutable: replace the object, guarded by its uid.
                     await self.kube.delete_secret(namespace, desired.name, uid=existing["metadata"]["uid"])
                     for meta_key in ("uid", "resourceVersion", "creationTimestamp"):
@@ -407,7 +421,10 @@ class Engine:
             self.secrets.pop((owner.namespace, old_name), None)
             KUBE_WRITES.labels("secret").inc()
             self.recorder.post(
-                state.body, ev.NORMAL, ev.TARGET_RENAMED, f"deleted the old Secret {old_name} (now {new_name})"
+                state.body,
+                ev.NORMAL,
+                ev.TARGET_RENAMED,
+                f"deleted the old Secret {old_name} (now {new_name})",
             )
 
     async def _restart_rollouts(self, state: ObjectState, spec: VaultSecretSpec) -> None:
@@ -430,7 +447,10 @@ class Engine:
             KUBE_WRITES.labels("workload").inc()
             ROLLOUT_RESTARTS.labels("ok").inc()
             self.recorder.post(
-                state.body, ev.NORMAL, ev.ROLLOUT_RESTARTED, f"restarted {target.kind} {target.name}: Secret changed"
+                state.body,
+                ev.NORMAL,
+                ev.ROLLOUT_RESTARTED,
+                f"restarted {target.kind} {target.name}: Secret changed",
             )
 
     async def _patch_status(self, key: Key, state: ObjectState, desired: Mapping[str, Any]) -> None:
@@ -461,7 +481,12 @@ class Engine:
             if kept_since:
                 message += f" (last good sync {kept_since})"
         logger.warning(
-            "%s/%s: %s: %s", key[0], key[1], reason, message, extra={"namespace": key[0], "name": key[1], "reason": reason}
+            "%s/%s: %s: %s",
+            key[0],
+            key[1],
+            reason,
+            message,
+            extra={"namespace": key[0], "name": key[1], "reason": reason},
         )
         if state.last_warning != (reason, message):
             state.last_warning = (reason, message)
@@ -495,7 +520,9 @@ class Engine:
         wanted = spec.target.creation_policy == "Merge"
         if wanted == (MERGE_FINALIZER in finalizers):
             return
-        updated = [*finalizers, MERGE_FINALIZER] if wanted else [f for f in finalizers if f != MERGE_FINALIZER]
+        updated = (
+            [*finalizers, MERGE_FINALIZER] if wanted else [f for f in finalizers if f != MERGE_FINALIZER]
+        )
         await self._set_finalizers(key, state, updated)
 
     async def _set_finalizers(self, key: Key, state: ObjectState, finalizers: list[str]) -> None:
@@ -511,7 +538,9 @@ class Engine:
         namespace = key[0]
         try:
             namespace_obj = await self.kube.get_namespace(namespace)
-            terminating = namespace_obj is None or bool(namespace_obj.get("metadata", {}).get("deletionTimestamp"))
+            terminating = namespace_obj is None or bool(
+                namespace_obj.get("metadata", {}).get("deletionTimestamp")
+            )
             target = state.target_name or state.status.get("secretName")
             if target and not terminating:
                 existing = await self._existing(namespace, target)

@@ -19,6 +19,8 @@ class WorkQueue(Generic[K]):
         self._active: set[K] = set()
         self._again: set[K] = set()
         self._timers: dict[K, asyncio.TimerHandle] = {}
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     def __len__(self) -> int:
         return len(self._queued)
@@ -63,6 +65,7 @@ class WorkQueue(Generic[K]):
         key = await self._ready.get()
         self._queued.discard(key)
         self._active.add(key)
+        self._idle.clear()
         return key
 
     def done(self, key: K) -> None:
@@ -70,6 +73,12 @@ class WorkQueue(Generic[K]):
         if key in self._again:
             self._again.discard(key)
             self.add(key)
+        if not self._active:
+            self._idle.set()
+
+    async def wait_idle(self) -> None:
+        """Returns once no key is being processed."""
+        await self._idle.wait()
 
     def close(self) -> None:
         for timer in self._timers.values():

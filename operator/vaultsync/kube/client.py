@@ -47,7 +47,9 @@ Credentials = Callable[[], Awaitable[tuple[str, dict[str, str], Any]]]
 
 
 class KubeClient:
-    def __init__(self, credentials: Credentials, *, pool_size: int = 64, on_error: Callable[[str], None] | None = None):
+    def __init__(
+        self, credentials: Credentials, *, pool_size: int = 64, on_error: Callable[[str], None] | None = None
+    ):
         self._credentials = credentials
         self._pool_size = pool_size
         self._session: aiohttp.ClientSession | None = None
@@ -62,7 +64,9 @@ class KubeClient:
                 server, headers, ssl_context = await self._credentials()
                 self._server = server.rstrip("/")
                 self._headers = headers
-                connector = aiohttp.TCPConnector(limit=self._pool_size, ssl=ssl_context if ssl_context else True)
+                connector = aiohttp.TCPConnector(
+                    limit=self._pool_size, ssl=ssl_context if ssl_context else True
+                )
                 self._session = aiohttp.ClientSession(connector=connector, headers=headers)
             return self._session
 
@@ -108,7 +112,9 @@ class KubeClient:
                     return payload
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                 self._on_error("unreachable")
-                raise ApiError(0, "Unreachable", f"cannot reach the Kubernetes API ({type(exc).__name__})") from None
+                raise ApiError(
+                    0, "Unreachable", f"cannot reach the Kubernetes API ({type(exc).__name__})"
+                ) from None
         raise ApiError(401, "Unauthorized", "the Kubernetes API refused the operator's credentials")
 
     # Secrets -----------------------------------------------------------------------------------------------
@@ -118,7 +124,9 @@ class KubeClient:
         return f"{base}/{quote(name)}" if name else base
 
     async def get_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
-        result: dict[str, Any] | None = await self.request("GET", self.secret_path(namespace, name), ok_missing=True)
+        result: dict[str, Any] | None = await self.request(
+            "GET", self.secret_path(namespace, name), ok_missing=True
+        )
         return result
 
     async def create_secret(self, namespace: str, secret: Mapping[str, Any]) -> dict[str, Any]:
@@ -129,8 +137,12 @@ class KubeClient:
         result: dict[str, Any] = await self.request("PUT", self.secret_path(namespace, name), body=secret)
         return result
 
-    async def patch_secret(self, namespace: str, name: str, patch: Any, content_type: str = MERGE_PATCH) -> Any:
-        return await self.request("PATCH", self.secret_path(namespace, name), body=patch, content_type=content_type)
+    async def patch_secret(
+        self, namespace: str, name: str, patch: Any, content_type: str = MERGE_PATCH
+    ) -> Any:
+        return await self.request(
+            "PATCH", self.secret_path(namespace, name), body=patch, content_type=content_type
+        )
 
     async def delete_secret(self, namespace: str, name: str, *, uid: str | None = None) -> None:
         body = {"preconditions": {"uid": uid}} if uid else None
@@ -143,11 +155,18 @@ class KubeClient:
 
     async def patch_vaultsecret_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> Any:
         return await self.request(
-            "PATCH", self.vaultsecret_path(namespace, name) + "/status", body={"status": status}, content_type=MERGE_PATCH
+            "PATCH",
+            self.vaultsecret_path(namespace, name) + "/status",
+            body={"status": status},
+            content_type=MERGE_PATCH,
         )
 
-    async def patch_vaultsecret(self, namespace: str, name: str, patch: Any, content_type: str = MERGE_PATCH) -> Any:
-        return await self.request("PATCH", self.vaultsecret_path(namespace, name), body=patch, content_type=content_type)
+    async def patch_vaultsecret(
+        self, namespace: str, name: str, patch: Any, content_type: str = MERGE_PATCH
+    ) -> Any:
+        return await self.request(
+            "PATCH", self.vaultsecret_path(namespace, name), body=patch, content_type=content_type
+        )
 
     # Everything else ---------------------------------------------------------------------------------------
     async def create_event(self, namespace: str, event: Mapping[str, Any]) -> None:
@@ -171,7 +190,9 @@ class KubeClient:
         return await self.request("PATCH", path, body=patch, content_type=STRATEGIC_PATCH)
 
     async def get_namespace(self, name: str) -> dict[str, Any] | None:
-        result: dict[str, Any] | None = await self.request("GET", f"/api/v1/namespaces/{quote(name)}", ok_missing=True)
+        result: dict[str, Any] | None = await self.request(
+            "GET", f"/api/v1/namespaces/{quote(name)}", ok_missing=True
+        )
         return result
 
     async def list_page(self, path: str, params: Mapping[str, str]) -> dict[str, Any]:
@@ -200,7 +221,9 @@ class KubeClient:
                         status = event.get("object", {})
                         if status.get("code") == 410:
                             raise WatchExpired()
-                        raise ApiError(int(status.get("code", 500)), status.get("reason", ""), status.get("message", ""))
+                        raise ApiError(
+                            int(status.get("code", 500)), status.get("reason", ""), status.get("message", "")
+                        )
                     yield event
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise ApiError(0, "Unreachable", f"watch interrupted ({type(exc).__name__})") from None

@@ -12,11 +12,12 @@ def load_connection() -> tuple[str, dict[str, str], ssl.SSLContext | None]:
     """(server URL, auth headers, TLS context), loaded afresh on every call (tokens rotate)."""
     configuration = kubernetes.client.Configuration()
     try:
-        kubernetes.config.load_incluster_config(client_configuration=configuration)
+        kubernetes.config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
     except kubernetes.config.ConfigException:
-        kubernetes.config.load_kube_config(client_configuration=configuration)
-    if configuration.refresh_api_key_hook is not None:
-        configuration.refresh_api_key_hook(configuration)
+        kubernetes.config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    hook: Any = configuration.refresh_api_key_hook
+    if hook is not None:
+        hook(configuration)
     headers: dict[str, str] = {}
     auth = configuration.get_api_key_with_prefix("authorization") or configuration.get_api_key_with_prefix(
         "BearerToken"
@@ -24,7 +25,7 @@ def load_connection() -> tuple[str, dict[str, str], ssl.SSLContext | None]:
     if auth:
         headers["Authorization"] = auth
     elif configuration.username and configuration.password:
-        headers.update(configuration.get_basic_auth_token() and {"Authorization": configuration.get_basic_auth_token()})
+        headers["Authorization"] = str(configuration.get_basic_auth_token())
     context: ssl.SSLContext | None = None
     if str(configuration.host).startswith("https"):
         context = ssl.create_default_context(cafile=configuration.ssl_ca_cert or None)

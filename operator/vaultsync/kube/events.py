@@ -24,7 +24,7 @@ DRIFT_REPAIRED = "DriftRepaired"
 ROLLOUT_RESTARTED = "RolloutRestarted"
 ROLLOUT_RESTART_FAILED = "RolloutRestartFailed"
 TARGET_RENAMED = "TargetRenamed"
-SECRET_REPLACED = "SecretReplaced"
+SECRET_REPLACED = "SecretReplaced"  # noqa: S105 - an Event reason
 
 
 class EventRecorder:
@@ -73,6 +73,6 @@ class EventRecorder:
             except ApiError as exc:
                 logger.debug("could not post Event %s on %s/%s: %s", reason, namespace, meta.get("name"), exc)
 
-    async def drain(self, timeout: float = 5.0) -> None:
+    async def drain(self, seconds: float = 5.0) -> None:
         if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=timeout)
+            await asyncio.wait(list(self._tasks), timeout=seconds)

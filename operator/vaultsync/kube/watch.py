@@ -62,9 +62,7 @@ async def watch_managed_secrets(
         delay = min(delay * 2, 30.0)
 
 
-async def _list(
-    kube: KubeClient, path: str, handle: SecretHandler, known: dict[tuple[str, str], str]
-) -> str:
+async def _list(kube: KubeClient, path: str, handle: SecretHandler, known: dict[tuple[str, str], str]) -> str:
     seen: set[tuple[str, str]] = set()
     params = {"labelSelector": SELECTOR, "limit": "500"}
     while True:

@@ -130,7 +130,7 @@ class VaultClient:
             raise SyncError(
                 VAULT_UNAVAILABLE,
                 f"TLS verification of Vault at {self.addr} failed while {what} "
-                f"({exc.certificate_error.__class__.__name__}: {getattr(exc.certificate_error, 'verify_message', '')}); "
+                f"({getattr(exc.certificate_error, 'verify_message', '') or type(exc.certificate_error).__name__}); "
                 "set VAULT_CACERT to the CA that signed Vault's certificate",
                 retryable=True,
             ) from None
@@ -151,7 +151,8 @@ class VaultClient:
         except TimeoutError:
             raise SyncError(
                 VAULT_UNAVAILABLE,
-                f"Vault at {self.addr} did not answer in time while {what}; it may be overloaded or unreachable",
+                f"Vault at {self.addr} did not answer in time while {what}; "
+                "it may be overloaded or unreachable",
                 retryable=True,
             ) from None
 
@@ -164,13 +165,17 @@ class VaultClient:
             text = f"Vault answered {status} while {what}" + (f": {detail}" if detail else "")
         return SyncError(VAULT_UNAVAILABLE, text, retryable=True)
 
-    async def login(self, *, mount: str, role: str | None, jwt: str, namespace: str | None = None) -> VaultToken:
+    async def login(
+        self, *, mount: str, role: str | None, jwt: str, namespace: str | None = None
+    ) -> VaultToken:
         """Logs in with a service-account JWT (the kubernetes and jwt methods take the same body)."""
         what = f"logging in at auth/{mount} as role {role or '(none)'}"
         payload: dict[str, Any] = {"jwt": jwt}
         if role:
             payload["role"] = role
-        status, body = await self._request("POST", f"auth/{mount}/login", json=payload, namespace=namespace, what=what)
+        status, body = await self._request(
+            "POST", f"auth/{mount}/login", json=payload, namespace=namespace, what=what
+        )
         if status == 200 and isinstance(body, Mapping) and isinstance(body.get("auth"), Mapping):
             auth = body["auth"]
             return VaultToken(
@@ -183,11 +188,17 @@ class VaultClient:
         if status >= 500 or status == 429:
             raise self._unavailable(status, body, what)
         detail = _errors_text(body) or f"HTTP {status}"
-        raise SyncError(AUTH_FAILED, f"Vault refused the login at auth/{mount} (role {role or '(none)'}): {detail}")
+        raise SyncError(
+            AUTH_FAILED, f"Vault refused the login at auth/{mount} (role {role or '(none)'}): {detail}"
+        )
 
     async def renew_self(self, token: VaultToken, *, namespace: str | None = None) -> VaultToken:
         status, body = await self._request(
-            "POST", "auth/token/renew-self", token=token.client_token, namespace=namespace, what="renewing a token"
+            "POST",
+            "auth/token/renew-self",
+            token=token.client_token,
+            namespace=namespace,
+            what="renewing a token",
         )
         if status == 200 and isinstance(body, Mapping) and isinstance(body.get("auth"), Mapping):
             auth = body["auth"]
@@ -204,13 +215,21 @@ class VaultClient:
 
     async def revoke_self(self, token: VaultToken, *, namespace: str | None = None) -> None:
         await self._request(
-            "POST", "auth/token/revoke-self", token=token.client_token, namespace=namespace, what="revoking a token"
+            "POST",
+            "auth/token/revoke-self",
+            token=token.client_token,
+            namespace=namespace,
+            what="revoking a token",
         )
 
     async def lookup_self(self, token: VaultToken, *, namespace: str | None = None) -> bool:
         """Whether Vault still accepts the token (a 403 on a valid token is a policy denial)."""
         status, _ = await self._request(
-            "GET", "auth/token/lookup-self", token=token.client_token, namespace=namespace, what="checking a token"
+            "GET",
+            "auth/token/lookup-self",
+            token=token.client_token,
+            namespace=namespace,
+            what="checking a token",
         )
         if status >= 500 or status == 429:
             raise self._unavailable(status, None, "checking a token")
@@ -233,7 +252,9 @@ class VaultClient:
         else:
             api_path = f"{mount}/{path}"
         what = f"reading {location}"
-        status, body = await self._request("GET", api_path, token=token.client_token, namespace=namespace, what=what)
+        status, body = await self._request(
+            "GET", api_path, token=token.client_token, namespace=namespace, what=what
+        )
         if status == 200 and isinstance(body, Mapping) and isinstance(body.get("data"), Mapping):
             if kv == "v2":
                 inner = body["data"]
@@ -242,7 +263,9 @@ class VaultClient:
                 if not isinstance(data, Mapping):
                     raise SyncError(NOT_FOUND, f"{location} has no data (deleted or destroyed version)")
                 return KVSecret(
-                    data=dict(data), version=metadata.get("version"), created_time=metadata.get("created_time")
+                    data=dict(data),
+                    version=metadata.get("version"),
+                    created_time=metadata.get("created_time"),
                 )
             return KVSecret(data=dict(body["data"]), version=None, created_time=None)
         if status == 404:
@@ -255,7 +278,8 @@ class VaultClient:
                     detail = " (that version was deleted)"
             raise SyncError(
                 NOT_FOUND,
-                f"Vault has no secret at {location}{detail}; check spec.path/spec.mount and the KV version (kv: {kv})",
+                f"Vault has no secret at {location}{detail}; "
+                f"check spec.path/spec.mount and the KV version (kv: {kv})",
             )
         if status == 403:
             raise VaultForbidden(
@@ -276,4 +300,3 @@ class VaultClient:
         except SyncError:
             return "unreachable"
         return {200: "ok", 429: "standby", 473: "standby", 503: "sealed"}.get(status, "unreachable")
-

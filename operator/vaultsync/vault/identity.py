@@ -42,7 +42,11 @@ class Identity:
         return self.sa_name is None
 
     def describe(self) -> str:
-        who = "the operator's own identity" if self.is_default else f"ServiceAccount {self.sa_namespace}/{self.sa_name}"
+        who = (
+            "the operator's own identity"
+            if self.is_default
+            else f"ServiceAccount {self.sa_namespace}/{self.sa_name}"
+        )
         return f"{who} (auth/{self.mount}, method {self.method}, role {self.role or '(none)'})"
 
 
@@ -232,7 +236,10 @@ class VaultSessions:
         tokens = list(self._tokens.items())
         self._tokens.clear()
         results = await asyncio.gather(
-            *(self.vault.revoke_self(token, namespace=identity.vault_namespace) for identity, token in tokens),
+            *(
+                self.vault.revoke_self(token, namespace=identity.vault_namespace)
+                for identity, token in tokens
+            ),
             return_exceptions=True,
         )
         revoked = sum(1 for result in results if not isinstance(result, BaseException))

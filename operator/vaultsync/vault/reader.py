@@ -91,4 +91,3 @@ class SecretReader:
     def forget(self) -> None:
         """Drops shared results (e.g. after a forced refresh)."""
         self._recent.clear()
-

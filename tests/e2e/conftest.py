@@ -1,0 +1,91 @@
+"""End-to-end fixtures: the real operator process against the real local stack (started once per session)."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kubernetes import client
+
+from tests.e2e.operator_process import OperatorProcess
+from vaultsync.devstack import kube_admin
+from vaultsync.devstack.demo import (
+    OPERATOR_NAMESPACE,
+    OPERATOR_ROLE,
+    OPERATOR_SERVICE_ACCOUNT,
+    configure_kubernetes_auth,
+    write_operator_token,
+)
+from vaultsync.devstack.stack import LocalStack
+from vaultsync.devstack.vault_admin import VaultAdmin
+
+E2E_POLICY = "vaultsync-e2e"
+E2E_POLICY_HCL = """\
+path "secret/data/e2e/*" { capabilities = ["read"] }
+path "kv1/e2e/*" { capabilities = ["read"] }
+"""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "/e2e/" in str(item.path):
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(scope="session")
+def operator_token_file(stack: LocalStack, kube_api: client.ApiClient, vault_admin: VaultAdmin) -> Path:
+    """Vault configured for the operator's own identity; returns its service-account token file."""
+    configure_kubernetes_auth(stack, kube_api, vault_admin)
+    kube_admin.create_service_account(kube_api, OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT)
+    vault_admin.write_policy(E2E_POLICY, E2E_POLICY_HCL)
+    vault_admin.kubernetes_role(OPERATOR_ROLE, [OPERATOR_SERVICE_ACCOUNT], [OPERATOR_NAMESPACE], [E2E_POLICY])
+    vault_admin.enable_kv("kv1", 1)
+    return write_operator_token(stack, kube_api)
+
+
+def operator_env(stack: LocalStack, token_file: Path) -> dict[str, str]:
+    return {
+        **stack.env(),
+        "VAULTSYNC_TOKEN_FILE": str(token_file),
+        "VAULTSYNC_AUTH_ROLE": OPERATOR_ROLE,
+        "VAULTSYNC_NAMESPACE": OPERATOR_NAMESPACE,
+        "VAULTSYNC_BACKOFF_MAX": "5s",
+        "VAULTSYNC_LOG_LEVEL": "DEBUG",
+    }
+
+
+@pytest.fixture(scope="session")
+def operator(
+    stack: LocalStack, operator_token_file: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    """The operator shared by the session's tests (each test works in its own namespace)."""
+    log = tmp_path_factory.mktemp("operator") / "operator.log"
+    process = OperatorProcess(operator_env(stack, operator_token_file), log)
+    process.start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+def secret_values() -> set[str]:
+    """Every secret value a test wrote to Vault: none of them may appear in the operator's log."""
+    return set()
+
+
+@pytest.fixture
+def new_value(secret_values: set[str]) -> ValueFactory:
+    return ValueFactory(secret_values)
+
+
+class ValueFactory:
+    """Makes distinctive secret values and remembers them for the leak checks."""
+
+    def __init__(self, registry: set[str]) -> None:
+        self.registry = registry
+
+    def __call__(self, prefix: str = "s3cr3t") -> str:
+        value = f"{prefix}-{secrets.token_hex(8)}"
+        self.registry.add(value)
+        return value
