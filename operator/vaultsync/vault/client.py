@@ -79,6 +79,11 @@ def _errors_text(body: Any) -> str:
     return ""
 
 
+def _tls_problem(exc: aiohttp.ClientConnectorCertificateError) -> str:
+    problem = exc.certificate_error
+    return str(getattr(problem, "verify_message", "") or type(problem).__name__)
+
+
 class VaultClient:
     """One aiohttp session to one Vault address, shared by every identity."""
 
@@ -129,8 +134,7 @@ class VaultClient:
         except aiohttp.ClientConnectorCertificateError as exc:
             raise SyncError(
                 VAULT_UNAVAILABLE,
-                f"TLS verification of Vault at {self.addr} failed while {what} "
-                f"({getattr(exc.certificate_error, 'verify_message', '') or type(exc.certificate_error).__name__}); "
+                f"TLS verification of Vault at {self.addr} failed while {what} ({_tls_problem(exc)}); "
                 "set VAULT_CACERT to the CA that signed Vault's certificate",
                 retryable=True,
             ) from None
