@@ -10,8 +10,10 @@ import json
 import logging
 import sys
 from datetime import UTC, datetime
+from typing import Any
 
-EXTRA_FIELDS = ("namespace", "name", "reason")
+# LogRecord reserves `name`; records carry vs_namespace/vs_name, emitted as namespace/name.
+EXTRA_FIELDS = {"vs_namespace": "namespace", "vs_name": "name", "reason": "reason"}
 
 
 class JsonFormatter(logging.Formatter):
@@ -22,10 +24,10 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        for field in EXTRA_FIELDS:
-            value = getattr(record, field, None)
+        for attr, key in EXTRA_FIELDS.items():
+            value = getattr(record, attr, None)
             if value is not None:
-                entry[field] = value
+                entry[key] = value
         if record.exc_info and record.exc_info[0] is not None:
             entry["error"] = record.exc_info[0].__name__
         return json.dumps(entry, separators=(",", ":"))

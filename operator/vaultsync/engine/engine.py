@@ -353,7 +353,7 @@ class Engine:
                 name,
                 desired.name,
                 "rotated" if changed and previous_mac else outcome,
-                extra={"namespace": namespace, "name": name, "reason": SYNCED},
+                extra={"vs_namespace": namespace, "vs_name": name, "reason": SYNCED},
             )
 
     async def _existing(self, namespace: str, name: str) -> dict[str, Any] | None:
@@ -486,7 +486,7 @@ class Engine:
             key[1],
             reason,
             message,
-            extra={"namespace": key[0], "name": key[1], "reason": reason},
+            extra={"vs_namespace": key[0], "vs_name": key[1], "reason": reason},
         )
         if state.last_warning != (reason, message):
             state.last_warning = (reason, message)
