@@ -10,7 +10,6 @@ import json
 import logging
 import sys
 from datetime import UTC, datetime
-from typing import Any
 
 # LogRecord reserves `name`; records carry vs_namespace/vs_name, emitted as namespace/name.
 EXTRA_FIELDS = {"vs_namespace": "namespace", "vs_name": "name", "reason": "reason"}

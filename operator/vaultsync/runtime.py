@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import fnmatch
 import logging
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -162,7 +164,11 @@ class Runtime:
 
     def _start_tasks(self) -> None:
         engine = self.engine
-        namespaces: list[str | None] = list(self.settings.watch_namespaces) or [None]
+        patterns = self.settings.watch_namespaces
+        # Plain names get a watch each; glob patterns (kopf-style, e.g. `team-*`) need the cluster-wide one.
+        namespaces: list[str | None] = (
+            [None] if not patterns or any(set(p) & set("*?[") for p in patterns) else list(patterns)
+        )
         synced_all = [asyncio.Event() for _ in namespaces]
 
         async def all_synced() -> None:
@@ -172,13 +178,28 @@ class Runtime:
         for namespace, synced in zip(namespaces, synced_all, strict=True):
             self.tasks.append(
                 asyncio.create_task(
-                    watch_managed_secrets(self.kube, namespace, engine.on_secret, synced), name="secret-watch"
+                    watch_managed_secrets(
+                        self.kube, namespace, self._secret_filter(engine.on_secret), synced
+                    ),
+                    name="secret-watch",
                 )
             )
         self.tasks.append(asyncio.create_task(all_synced(), name="secret-watch-synced"))
         self.tasks.append(asyncio.create_task(engine.run(), name="sync-workers"))
         self.tasks.append(asyncio.create_task(self._gauge_tokens(), name="token-gauge"))
         self.sessions.start_renewing()
+
+    def _secret_filter(self, handle: Callable[[str | None, Mapping[str, Any]], None]) -> Callable[..., None]:
+        patterns = self.settings.watch_namespaces
+        if not patterns:
+            return handle
+
+        def filtered(event_type: str | None, secret: Mapping[str, Any]) -> None:
+            namespace = secret.get("metadata", {}).get("namespace", "")
+            if any(fnmatch.fnmatchcase(namespace, pattern) for pattern in patterns):
+                handle(event_type, secret)
+
+        return filtered
 
     async def _gauge_tokens(self) -> None:
         while True:

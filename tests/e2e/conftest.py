@@ -15,7 +15,6 @@ from vaultsync.devstack.demo import (
     OPERATOR_NAMESPACE,
     OPERATOR_ROLE,
     OPERATOR_SERVICE_ACCOUNT,
-    configure_kubernetes_auth,
     write_operator_token,
 )
 from vaultsync.devstack.stack import LocalStack
@@ -35,9 +34,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="session")
-def operator_token_file(stack: LocalStack, kube_api: client.ApiClient, vault_admin: VaultAdmin) -> Path:
+def operator_token_file(
+    stack: LocalStack, kube_api: client.ApiClient, vault_admin: VaultAdmin, vault_kubernetes_auth: str
+) -> Path:
     """Vault configured for the operator's own identity; returns its service-account token file."""
-    configure_kubernetes_auth(stack, kube_api, vault_admin)
     kube_admin.create_service_account(kube_api, OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT)
     vault_admin.write_policy(E2E_POLICY, E2E_POLICY_HCL)
     vault_admin.kubernetes_role(OPERATOR_ROLE, [OPERATOR_SERVICE_ACCOUNT], [OPERATOR_NAMESPACE], [E2E_POLICY])
@@ -45,8 +45,17 @@ def operator_token_file(stack: LocalStack, kube_api: client.ApiClient, vault_adm
     return write_operator_token(stack, kube_api)
 
 
-def operator_env(stack: LocalStack, token_file: Path) -> dict[str, str]:
+SHARED_OPERATOR_NAMESPACES = "t-*"
+
+
+def operator_env(
+    stack: LocalStack, token_file: Path, watch: str = SHARED_OPERATOR_NAMESPACES
+) -> dict[str, str]:
+    """The environment of an operator process. The session's shared operator watches the `t-*` namespaces
+    of the `namespace` fixture; a test that runs an operator of its own (restarts, kills, other settings)
+    gives it namespaces of another prefix (`p-...`) so that the two never reconcile the same objects."""
     return {
+        "VAULTSYNC_WATCH_NAMESPACES": watch,
         **stack.env(),
         "VAULTSYNC_TOKEN_FILE": str(token_file),
         "VAULTSYNC_AUTH_ROLE": OPERATOR_ROLE,
