@@ -6,6 +6,9 @@ import asyncio
 import base64
 import fnmatch
 import logging
+import os
+import signal
+import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,6 +21,7 @@ from vaultsync.health import Heartbeat, start_servers
 from vaultsync.kube.client import ApiError, KubeClient
 from vaultsync.kube.credentials import connection
 from vaultsync.kube.events import EventRecorder
+from vaultsync.kube.lease import LeaderElector, LostLeadership
 from vaultsync.kube.watch import watch_managed_secrets
 from vaultsync.metrics import KUBE_ERRORS, VAULT_REQUEST_DURATION, VAULT_REQUESTS, VAULT_TOKENS
 from vaultsync.settings import Settings
@@ -85,6 +89,7 @@ class Runtime:
     sessions: VaultSessions
     engine: Engine
     recorder: EventRecorder
+    elector: LeaderElector | None = None
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     servers: list[Any] = field(default_factory=list)
 
@@ -144,6 +149,9 @@ class Runtime:
         runtime = cls(
             settings=settings, kube=kube, vault=vault, sessions=sessions, engine=engine, recorder=recorder
         )
+        if settings.leader_election:
+            identity = f"{socket.gethostname()}-{os.getpid()}"
+            runtime.elector = LeaderElector(kube, settings.operator_namespace, identity)
         runtime._start_tasks()
         heartbeat = Heartbeat()
         runtime.tasks.append(asyncio.create_task(heartbeat.run(), name="heartbeat"))
@@ -185,9 +193,29 @@ class Runtime:
                 )
             )
         self.tasks.append(asyncio.create_task(all_synced(), name="secret-watch-synced"))
-        self.tasks.append(asyncio.create_task(engine.run(), name="sync-workers"))
+        self.tasks.append(asyncio.create_task(self._sync(), name="sync"))
         self.tasks.append(asyncio.create_task(self._gauge_tokens(), name="token-gauge"))
         self.sessions.start_renewing()
+
+    async def _sync(self) -> None:
+        """Runs the sync workers: at once, or with leader election once this replica holds the Lease."""
+        if self.elector is None:
+            await self.engine.run()
+            return
+        await self.elector.acquire()
+        holder = asyncio.create_task(self.elector.hold(), name="lease-holder")
+        workers = asyncio.create_task(self.engine.run(), name="sync-workers")
+        try:
+            await asyncio.wait({holder, workers}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (holder, workers):
+                task.cancel()
+            await asyncio.gather(holder, workers, return_exceptions=True)
+        if holder.done() and not holder.cancelled() and isinstance(holder.exception(), LostLeadership):
+            logger.error(
+                "lost leadership (%s): stopping so that the other replica syncs alone", holder.exception()
+            )
+            os.kill(os.getpid(), signal.SIGTERM)
 
     def _secret_filter(self, handle: Callable[[str | None, Mapping[str, Any]], None]) -> Callable[..., None]:
         patterns = self.settings.watch_namespaces
@@ -214,6 +242,8 @@ class Runtime:
         except TimeoutError:
             logger.warning("syncs still running after %.0fs; stopping them", SHUTDOWN_GRACE_SECONDS)
         self.engine.queue.close()
+        if self.elector is not None:
+            await self.elector.release()
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)

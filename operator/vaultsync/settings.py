@@ -53,6 +53,15 @@ def _auth_method(text: str) -> str:
     return text
 
 
+def _bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"'{text}' is not a boolean: use true or false")
+
+
 def _optional(text: str) -> str | None:
     return text or None
 
@@ -100,6 +109,7 @@ class Settings:
     backoff_base: float = 1.0
     backoff_max: float = 60.0
     service_account_token_ttl: int = 3600
+    leader_election: bool = False
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -154,6 +164,12 @@ SETTINGS: tuple[Setting, ...] = (
         "VAULTSYNC_SA_TOKEN_TTL",
         _positive_int,
         "lifetime in seconds of TokenRequest tokens for spec.auth.serviceAccountName (default 3600)",
+    ),
+    Setting(
+        "leader_election",
+        "VAULTSYNC_LEADER_ELECTION",
+        _bool,
+        "true: replicas elect one leader by a Lease in the operator namespace (needed for replicas > 1)",
     ),
 )
 
