@@ -2,7 +2,8 @@
 
 * ``run`` (the default): the demo. Starts the local stack, configures it, runs the operator and streams
   its output until Ctrl-C.
-* ``prepare``: obtain the binaries only (etcd from Debian, kube-apiserver built once and cached, bao, kubectl).
+* ``prepare``: obtain the binaries only (etcd from Debian, kube-apiserver built once and cached, bao,
+  kubectl).
 * ``up``: the same stack and set-up without the operator; prints the environment and stays up until Ctrl-C.
 """
 

@@ -142,6 +142,26 @@ def _terminate(processes: list[_Process]) -> None:
         process.log_handle.close()
 
 
+def _thread_states(pid: int) -> list[str]:
+    states = []
+    for stat in Path(f"/proc/{pid}/task").glob("*/stat"):
+        with contextlib.suppress(OSError):
+            # The state follows the command name, which is in parentheses and may contain spaces.
+            states.append(stat.read_text().rsplit(")", 1)[1].split()[0])
+    return states
+
+
+def _wait_until_stopped(pid: int, timeout: float = 2.0) -> None:
+    """SIGSTOP is delivered asynchronously: wait until every thread of ``pid`` is stopped, so that no
+    request is answered after ``pause_vault()`` returns."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        states = _thread_states(pid)
+        if not states or all(state in ("T", "t") for state in states):
+            return
+        time.sleep(0.01)
+
+
 def _log_tail(log: Path, lines: int = 12) -> str:
     try:
         text = log.read_text(errors="replace")
@@ -628,6 +648,7 @@ class LocalStack:
         process = self._vault_process()
         process.popen.send_signal(signal.SIGSTOP)
         process.paused = True
+        _wait_until_stopped(process.popen.pid)
 
     def resume_vault(self) -> None:
         """Undo ``pause_vault()`` (SIGCONT)."""
