@@ -472,6 +472,8 @@ class Engine:
         if key in self.objects and isinstance(result, Mapping):
             fresh = trim_body(result)
             state.body["status"] = fresh["status"]
+            # Later patches that carry a resourceVersion precondition (finalizers) need the new one.
+            state.body["metadata"]["resourceVersion"] = fresh["metadata"]["resourceVersion"]
 
     async def _failed(self, key: Key, state: ObjectState, reason: str, message: str, *, retry: bool) -> None:
         SYNCS.labels("failed", reason).inc()
