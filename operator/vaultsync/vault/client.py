@@ -71,6 +71,16 @@ def _ssl_context(cacert: str | None) -> ssl.SSLContext | None:
         ) from None
 
 
+def _token(client_token: str, accessor: str, auth: Mapping[str, Any]) -> VaultToken:
+    return VaultToken(
+        client_token=client_token,
+        accessor=accessor,
+        lease_duration=float(auth.get("lease_duration") or 0),
+        renewable=bool(auth.get("renewable")),
+        obtained_at=time.monotonic(),
+    )
+
+
 def _errors_text(body: Any) -> str:
     if isinstance(body, Mapping):
         errors = body.get("errors")
@@ -182,13 +192,7 @@ class VaultClient:
         )
         if status == 200 and isinstance(body, Mapping) and isinstance(body.get("auth"), Mapping):
             auth = body["auth"]
-            return VaultToken(
-                client_token=str(auth["client_token"]),
-                accessor=str(auth.get("accessor", "")),
-                lease_duration=float(auth.get("lease_duration") or 0),
-                renewable=bool(auth.get("renewable")),
-                obtained_at=time.monotonic(),
-            )
+            return _token(str(auth["client_token"]), str(auth.get("accessor", "")), auth)
         if status >= 500 or status == 429:
             raise self._unavailable(status, body, what)
         detail = _errors_text(body) or f"HTTP {status}"
@@ -205,14 +209,7 @@ class VaultClient:
             what="renewing a token",
         )
         if status == 200 and isinstance(body, Mapping) and isinstance(body.get("auth"), Mapping):
-            auth = body["auth"]
-            return VaultToken(
-                client_token=token.client_token,
-                accessor=token.accessor,
-                lease_duration=float(auth.get("lease_duration") or 0),
-                renewable=bool(auth.get("renewable")),
-                obtained_at=time.monotonic(),
-            )
+            return _token(token.client_token, token.accessor, body["auth"])
         if status >= 500 or status == 429:
             raise self._unavailable(status, body, "renewing a token")
         raise SyncError(AUTH_FAILED, f"Vault refused to renew a token: {_errors_text(body) or status}")
