@@ -88,6 +88,26 @@ def test_kubernetes_auth_login_with_a_token_request_token(
     assert _audit_paths(stack, f"auth/{vault_kubernetes_auth}/login")
 
 
+def test_kubernetes_auth_role_bound_to_the_vault_audience(
+    stack: LocalStack,
+    kube_api: client.ApiClient,
+    vault_admin: VaultAdmin,
+    vault_kubernetes_auth: str,
+    namespace: str,
+) -> None:
+    kube_admin.create_service_account(kube_api, namespace, "app")
+    role = f"k8s-aud-{namespace}"
+    vault_admin.kubernetes_role(
+        role, ["app"], [namespace], ["default"], audience="vault", mount=vault_kubernetes_auth
+    )
+
+    jwt = kube_admin.request_token(kube_api, namespace, "app", ["vault"], expiration_seconds=600)
+    vault_client(stack).auth.kubernetes.login(role, jwt, mount_point=vault_kubernetes_auth)
+    issuer_only = kube_admin.request_token(kube_api, namespace, "app", [stack.issuer], expiration_seconds=600)
+    with pytest.raises(hvac.exceptions.Forbidden):
+        vault_client(stack).auth.kubernetes.login(role, issuer_only, mount_point=vault_kubernetes_auth)
+
+
 def test_kubernetes_auth_rejects_another_service_account(
     stack: LocalStack,
     kube_api: client.ApiClient,
