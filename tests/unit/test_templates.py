@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import time
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from vaultsync.core import templates as templates_module
 from vaultsync.core.errors import TEMPLATE_ERROR, SyncError
 from vaultsync.core.templates import CompiledTemplates, compile_templates, render_templates
 
@@ -454,8 +457,41 @@ def test_os_environ_not_reachable(monkeypatch: pytest.MonkeyPatch) -> None:
         ("{% for i in range(100) %}{% set s = 'ab' * 500000 %}{{ s|length }}{% endfor %}", "produces more"),
     ],
 )
-def test_resource_limits(template: str, fragment: str) -> None:
+def test_resource_limits(template: str, fragment: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Each limit on its own: on a slow machine the CPU-time limit would stop the slowest of these first.
+    monkeypatch.setattr(templates_module, "MAX_RENDER_SECONDS", 60.0)
     fails(template, fragment)
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        # ~20 s of CPU without the time limit (every other limit holds until then).
+        "{% for i in range(99999) %}{% set x = range(200)|map('string')|join %}{% endfor %}",
+        # Seconds of list copying and sorting in filters, one loop step at a time.
+        "{% for i in range(99999) %}{% set x = range(30)|reverse|sort|sum %}{% endfor %}",
+    ],
+)
+def test_cpu_time_limit(template: str) -> None:
+    started = time.thread_time()
+    fails(template, f"more than {templates_module.MAX_RENDER_SECONDS:g} s of CPU time")
+    assert time.thread_time() - started < templates_module.MAX_RENDER_SECONDS + 1.0
+
+
+def test_cpu_time_limit_is_shared_by_the_templates_of_one_render(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = SimpleNamespace(now=0.0)
+
+    def thread_time() -> float:  # a fake CPU clock: every reading costs 10 ms
+        clock.now += 0.01
+        return clock.now
+
+    monkeypatch.setattr(templates_module, "time", SimpleNamespace(thread_time=thread_time))
+    loop = "{% for i in range(60) %}{% endfor %}done"  # about 0.6 s of the fake clock
+    assert render_templates(compile_templates({"a": loop}), {}) == {"a": b"done"}
+    with pytest.raises(SyncError) as info:
+        render_templates(compile_templates({"a": loop, "b": loop}), {})
+    assert info.value.reason == TEMPLATE_ERROR
+    assert info.value.message.startswith("template 'b': rendering took more than 1 s of CPU time")
 
 
 def test_reasonable_sizes_work() -> None:

@@ -15,7 +15,8 @@ operator, next to every other namespace's secrets. So:
 * Resource limits, so that one template cannot stall the operator: at most
   :data:`MAX_STEPS` loop iterations and macro calls per template, no single string or list
   larger than :data:`MAX_VALUE_SIZE` created by an operator or filter, at most
-  :data:`MAX_WORK` bytes of text produced in total, and an output of at most :data:`MAX_VALUE_SIZE`.
+  :data:`MAX_WORK` bytes of text produced in total, an output of at most :data:`MAX_VALUE_SIZE`, and
+  at most :data:`MAX_RENDER_SECONDS` of CPU time for all templates of one VaultSecret together.
 * Error messages never contain a value. Every failure becomes
   ``SyncError(TEMPLATE_ERROR, "template 'KEY': ...")`` built only from the template's own text,
   exception type names and fixed descriptions; as a last safeguard any Vault value that still
@@ -42,10 +43,11 @@ import hashlib
 import json
 import re
 import string
+import time
 import types
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import update_wrapper
 from typing import Any, NoReturn
 
@@ -61,6 +63,7 @@ from .convert import value_to_text
 from .errors import TEMPLATE_ERROR, SyncError
 
 __all__ = [
+    "MAX_RENDER_SECONDS",
     "MAX_STEPS",
     "MAX_VALUE_SIZE",
     "MAX_WORK",
@@ -79,6 +82,10 @@ MAX_WORK = 64 * 1024 * 1024
 """Total characters a template may produce while rendering, intermediate strings included."""
 MAX_INDENT = 256
 """Largest ``tojson(indent=...)`` and ``indent(width)``."""
+MAX_RENDER_SECONDS = 1.0
+"""CPU time (of the rendering thread) that all templates of one VaultSecret may take together. The other
+limits bound memory; this one bounds time, which they alone do not (a loop of 100,000 cheap-looking filter
+chains can otherwise take many seconds). Ordinary templates take milliseconds."""
 MAX_BATCH = 100_000
 """Largest ``batch``/``slice`` count."""
 MAX_INT_BITS = 16_384
@@ -116,15 +123,30 @@ class _SafeSecurityError(SecurityError):
 # --------------------------------------------------------------------------------------------- render state
 
 
+def _cpu_deadline() -> float:
+    return time.thread_time() + MAX_RENDER_SECONDS
+
+
 @dataclass
 class _Budget:
     steps: int = 0
     work: int = 0
+    charges: int = 0
+    deadline: float = field(default_factory=_cpu_deadline)
+    """``time.thread_time()`` after which rendering stops (shared by the templates of one render)."""
+
+    def _check_time(self) -> None:
+        if time.thread_time() > self.deadline:
+            raise _Problem(
+                f"rendering took more than {MAX_RENDER_SECONDS:g} s of CPU time "
+                "(all templates of this VaultSecret together); simplify the template"
+            )
 
     def step(self) -> None:
         self.steps += 1
         if self.steps > MAX_STEPS:
             raise _Problem(f"more than {MAX_STEPS:,} loop iterations and macro calls; simplify the template")
+        self._check_time()
 
     def charge(self, size: int) -> None:
         self.work += size
@@ -132,6 +154,9 @@ class _Budget:
             raise _Problem(
                 f"the template produces more than {MAX_WORK:,} characters while rendering; simplify it"
             )
+        self.charges += 1
+        if not self.charges % 16:  # reading the clock costs; every filter call is charged
+            self._check_time()
 
 
 _BUDGET: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar(
@@ -907,8 +932,8 @@ def _mask(message: str, sensitive: set[str]) -> str:
     return message
 
 
-def _render_one(key: str, compiled: _Compiled, context: Mapping[str, Any]) -> bytes:
-    budget = _Budget()
+def _render_one(key: str, compiled: _Compiled, context: Mapping[str, Any], deadline: float) -> bytes:
+    budget = _Budget(deadline=deadline)
     budget_token = _BUDGET.set(budget)
     literals_token = _LITERALS.set(compiled.literals)
     try:
@@ -938,9 +963,10 @@ def render_templates(compiled: CompiledTemplates, context: Mapping[str, Any]) ->
     """
     out: dict[str, bytes] = {}
     sensitive: set[str] | None = None
+    deadline = _cpu_deadline()
     for key, entry in compiled.entries.items():
         try:
-            out[key] = _render_one(key, entry, context)
+            out[key] = _render_one(key, entry, context, deadline)
         except Exception as exc:
             if sensitive is None:
                 sensitive = _sensitive_strings(context)

@@ -9,10 +9,12 @@ differs. Failures keep the existing Secret untouched and are retried with backof
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,6 +60,9 @@ RESTARTED_AT_ANNOTATION = "vaultsync.io/restartedAt"
 MERGE_FINALIZER = "vaultsync.io/merge-cleanup"
 KUBERNETES_ERROR = "KubernetesError"
 INTERNAL_ERROR = "InternalError"
+TEMPLATE_THREADS = 4
+"""Threads that compile and render templates, off the event loop (rendering may take up to the renderer's CPU
+limit; a pool of our own, so that slow templates never hold up the default executor's DNS lookups)."""
 
 
 @dataclass
@@ -130,6 +135,7 @@ class Engine:
         self.secrets_synced = asyncio.Event()
         self.syncs_started = 0
         self.stopping = False
+        self.template_pool = ThreadPoolExecutor(TEMPLATE_THREADS, thread_name_prefix="vaultsync-templates")
 
     # Events in --------------------------------------------------------------------------------------------
     def on_vaultsecret(self, event_type: str | None, body: Mapping[str, Any]) -> None:
@@ -217,7 +223,7 @@ class Engine:
         state.handled_refresh = refresh
         spec: VaultSecretSpec | None = None
         try:
-            spec, templates = self._parse(state)
+            spec, templates = await self._parse_off_loop(state)
             await self._ensure_finalizer(key, state, spec)
             identity = self._identity(key[0], spec.auth)
             results = await asyncio.gather(
@@ -227,7 +233,14 @@ class Engine:
                 SourceData(source=s, data=r.data, version=r.version, created_time=r.created_time)
                 for s, r in zip(spec.sources, results, strict=True)
             ]
-            data = shape_secret(spec, sources, templates=templates, namespace=key[0], name=key[1])
+            shape = functools.partial(
+                shape_secret, spec, sources, templates=templates, namespace=key[0], name=key[1]
+            )
+            if spec.templates:
+                # Rendering can take up to the renderer's CPU limit: other syncs go on meanwhile.
+                data = await asyncio.get_running_loop().run_in_executor(self.template_pool, shape)
+            else:
+                data = shape()  # no templates: fast, no thread hop
             desired = desired_secret(spec.target, spec.secret_type, data)
             versions = {s.label: r.version for s, r in zip(spec.sources, results, strict=True) if r.version}
             await self._apply(key, state, spec, desired, versions, drift=drift)
@@ -248,13 +261,24 @@ class Engine:
         finally:
             SYNC_DURATION.observe(time.monotonic() - started)
 
+    async def _parse_off_loop(self, state: ObjectState) -> tuple[VaultSecretSpec, CompiledTemplates]:
+        """`_parse`, compiling templates in the template pool (a large template takes a while to compile)."""
+        cached = state.compiled
+        if cached is not None and cached[0] == state.meta.get("generation"):
+            return cached[1], cached[2]
+        if not (state.body.get("spec") or {}).get("templates"):
+            return self._parse(state)
+        return await asyncio.get_running_loop().run_in_executor(self.template_pool, self._parse, state)
+
     def _parse(self, state: ObjectState) -> tuple[VaultSecretSpec, CompiledTemplates]:
-        generation = state.meta.get("generation")
+        """The spec and its compiled templates, parsed and compiled once per generation."""
+        body = state.body  # one snapshot: the event loop may replace state.body while a thread runs this
+        generation = body["metadata"].get("generation")
         if state.compiled is not None and state.compiled[0] == generation:
             return state.compiled[1], state.compiled[2]
         spec = parse_spec(
-            state.body.get("spec") or {},
-            name=state.meta["name"],
+            body.get("spec") or {},
+            name=body["metadata"]["name"],
             default_mount=self.settings.default_mount,
             default_refresh=self.settings.default_refresh,
         )
@@ -301,13 +325,16 @@ class Engine:
         outcome = await self._write_secret(namespace, desired, owner, mac, state)
         await self._remove_old_target(state, owner, desired.name)
         changed = mac != previous_mac
-        if outcome == "created" and previous_mac is None:
+        renamed = state.status.get("secretName") not in (None, desired.name)
+        if outcome == "created" and (previous_mac is None or renamed):
             self.recorder.post(state.body, ev.NORMAL, ev.SYNCED, f"created Secret {desired.name} from Vault")
         elif changed:
             self.recorder.post(
                 state.body, ev.NORMAL, ev.ROTATED, f"Secret {desired.name} updated: Vault data changed"
             )
-        elif outcome != "unchanged":
+        elif outcome in ("created", "updated"):
+            # Our data was missing or different although Vault's was not: someone changed it. (A type change
+            # posted SecretReplaced; a spec change of labels or annotations is "metadata updated".)
             DRIFT_REPAIRS.inc()
             self.recorder.post(
                 state.body,
@@ -365,7 +392,8 @@ class Engine:
     async def _write_secret(
         self, namespace: str, desired: DesiredSecret, owner: Owner, mac: str, state: ObjectState
     ) -> str:
-        """Creates, replaces or leaves the Secret; returns created, updated, replaced or unchanged."""
+        """Creates, replaces or leaves the Secret; returns created, updated (our data differed), metadata
+        updated (only labels, annotations or ownership differed), replaced (type changed) or unchanged."""
         for attempt in (1, 2, 3):
             existing = await self._existing(namespace, desired.name)
             check_ownership(existing, desired, owner)
@@ -396,7 +424,8 @@ class Engine:
                     outcome = "replaced"
                 else:
                     result = await self.kube.replace_secret(namespace, desired.name, secret)
-                    outcome = "updated"
+                    same_data = secret_mac(self.mac_key, our_data(existing, desired)) == mac
+                    outcome = "metadata updated" if same_data else "updated"
             except ApiError as exc:
                 if exc.status in (409, 404) and attempt < 3:
                     # Someone else changed or removed it meanwhile: look again.
