@@ -10,13 +10,8 @@ import pytest
 from kubernetes import client
 
 from tests.e2e.operator_process import OperatorProcess
-from vaultsync.devstack import kube_admin
-from vaultsync.devstack.demo import (
-    OPERATOR_NAMESPACE,
-    OPERATOR_ROLE,
-    OPERATOR_SERVICE_ACCOUNT,
-    write_operator_token,
-)
+from vaultsync.devstack.demo import configure_operator_identity
+from vaultsync.devstack.operator_process import operator_env as devstack_operator_env
 from vaultsync.devstack.stack import LocalStack
 from vaultsync.devstack.vault_admin import VaultAdmin
 
@@ -38,11 +33,11 @@ def operator_token_file(
     stack: LocalStack, kube_api: client.ApiClient, vault_admin: VaultAdmin, vault_kubernetes_auth: str
 ) -> Path:
     """Vault configured for the operator's own identity; returns its service-account token file."""
-    kube_admin.create_service_account(kube_api, OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT)
-    vault_admin.write_policy(E2E_POLICY, E2E_POLICY_HCL)
-    vault_admin.kubernetes_role(OPERATOR_ROLE, [OPERATOR_SERVICE_ACCOUNT], [OPERATOR_NAMESPACE], [E2E_POLICY])
+    token_file = configure_operator_identity(
+        stack, kube_api, vault_admin, policy=E2E_POLICY, policy_hcl=E2E_POLICY_HCL
+    )
     vault_admin.enable_kv("kv1", 1)
-    return write_operator_token(stack, kube_api)
+    return token_file
 
 
 SHARED_OPERATOR_NAMESPACES = "t-*"
@@ -55,11 +50,7 @@ def operator_env(
     of the `namespace` fixture; a test that runs an operator of its own (restarts, kills, other settings)
     gives it namespaces of another prefix (`p-...`) so that the two never reconcile the same objects."""
     return {
-        "VAULTSYNC_WATCH_NAMESPACES": watch,
-        **stack.env(),
-        "VAULTSYNC_TOKEN_FILE": str(token_file),
-        "VAULTSYNC_AUTH_ROLE": OPERATOR_ROLE,
-        "VAULTSYNC_NAMESPACE": OPERATOR_NAMESPACE,
+        **devstack_operator_env(stack, token_file, watch=watch),
         "VAULTSYNC_BACKOFF_MAX": "5s",
         "VAULTSYNC_LOG_LEVEL": "DEBUG",
     }

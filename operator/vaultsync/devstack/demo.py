@@ -116,15 +116,34 @@ def configure_demo(stack: LocalStack, api: client.ApiClient, vault: VaultAdmin) 
     return DemoSetup(token_file=token_file, operator_log=stack.workdir / "operator.log")
 
 
-def write_operator_token(stack: LocalStack, api: client.ApiClient) -> Path:
-    """The operator's service-account JWT, written where a pod would find its projected token."""
+def write_operator_token(stack: LocalStack, api: client.ApiClient, path: Path | None = None) -> Path:
+    """The operator's service-account JWT, written where a pod would find its projected token
+    (default ``<workdir>/operator-token``)."""
     token = kube_admin.request_token(
         api, OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT, expiration_seconds=OPERATOR_TOKEN_SECONDS
     )
-    path = stack.workdir / "operator-token"
+    path = path or stack.workdir / "operator-token"
     path.touch(mode=0o600)
     path.write_text(token)
     return path
+
+
+def configure_operator_identity(
+    stack: LocalStack,
+    api: client.ApiClient,
+    vault: VaultAdmin,
+    *,
+    policy: str,
+    policy_hcl: str,
+    role: str = OPERATOR_ROLE,
+    token_path: Path | None = None,
+) -> Path:
+    """The operator's own Vault identity: its ServiceAccount, a policy, a kubernetes auth role binding the
+    two (needs ``configure_kubernetes_auth``); returns the file holding the ServiceAccount's JWT."""
+    kube_admin.create_service_account(api, OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT)
+    vault.write_policy(policy, policy_hcl)
+    vault.kubernetes_role(role, [OPERATOR_SERVICE_ACCOUNT], [OPERATOR_NAMESPACE], [policy])
+    return write_operator_token(stack, api, token_path)
 
 
 # --- the operator process -------------------------------------------------------------------------------
