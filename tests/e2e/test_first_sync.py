@@ -155,6 +155,19 @@ def test_schema_rejects_bad_input_at_apply_time(
     assert raised.value.status == 422
 
 
+def test_empty_strings_are_accepted_by_the_local_api_server(
+    kube_api: client.ApiClient, vault_admin: VaultAdmin, namespace: str, new_value: ValueFactory
+) -> None:
+    """The local kube-apiserver is patched for kubernetes#99804 (empty strings rejected as null)."""
+    vault_admin.kv_put(f"e2e/{namespace}/empty", {"value": new_value()})
+    spec = {"path": f"e2e/{namespace}/empty", "target": {"annotations": {"example.com/note": ""}}}
+    create_vaultsecret(kube_api, namespace, "empty", spec)
+    wait_ready(kube_api, namespace, "empty")
+    secret = get_secret(kube_api, namespace, "empty")
+    assert secret is not None
+    assert secret.metadata.annotations["example.com/note"] == ""
+
+
 def test_operator_log_holds_no_secret_value(operator: OperatorProcess, secret_values: set[str]) -> None:
     """Runs last in this module: the whole run's log against every value the tests wrote to Vault."""
     assert secret_values, "the tests above registered their values"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import collections
 import fcntl
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -160,8 +161,19 @@ def cached_kube_binaries() -> KubeBinaries:
     return KubeBinaries(bin_dir / "kube-apiserver", bin_dir / "kube-controller-manager")
 
 
+def _build_revision() -> str:
+    """The build script's `build_revision`: cached binaries of another revision are rebuilt."""
+    match = re.search(r"^build_revision=(\S+)$", BUILD_SCRIPT.read_text(), re.MULTILINE)
+    return match.group(1) if match else ""
+
+
 def _is_complete(binaries: KubeBinaries) -> bool:
-    return all(os.access(p, os.X_OK) for p in (binaries.apiserver, binaries.controller_manager))
+    if not all(os.access(p, os.X_OK) for p in (binaries.apiserver, binaries.controller_manager)):
+        return False
+    try:
+        return (binaries.apiserver.parent / "REVISION").read_text().strip() == _build_revision()
+    except OSError:
+        return False
 
 
 def find_kube_binaries(printer: Printer = _print_stderr) -> KubeBinaries:

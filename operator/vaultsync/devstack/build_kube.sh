@@ -6,10 +6,13 @@
 # Each step prints "step: ..." so that a failure names the step that failed.
 set -euo pipefail
 
+# Bumped whenever the patches below change, so that cached binaries of an older build are rebuilt.
+build_revision=3
 cache_dir="${VAULTSYNC_CACHE_DIR:-$HOME/.cache/vaultsync}"
 bin_dir="$cache_dir/kube-bin"
 work="$cache_dir/kube-build"
-if [[ -x "$bin_dir/kube-apiserver" && -x "$bin_dir/kube-controller-manager" ]]; then
+if [[ -x "$bin_dir/kube-apiserver" && -x "$bin_dir/kube-controller-manager" \
+      && "$(cat "$bin_dir/REVISION" 2>/dev/null)" == "$build_revision" ]]; then
   echo "cached: $bin_dir"
   exit 0
 fi
@@ -80,6 +83,15 @@ rm -f "$reflect"/*.go "$reflect"/*.s
 cp /usr/share/gocode/src/github.com/modern-go/reflect2/*.go "$reflect"/
 cp /usr/share/gocode/src/github.com/modern-go/reflect2/*.s "$reflect"/ 2>/dev/null || true
 rm -f "$reflect"/*_test.go
+# Go >= 1.16 makes the vendored go-openapi validator treat "" (any zero value) as null, so custom resources
+# with an empty string are rejected (kubernetes#99804); 1.20.5 fixed it the same way: only nil is null.
+for validator in "$tree/vendor/github.com/go-openapi/validate/type.go" \
+                 "$tree/vendor/k8s.io/kube-openapi/pkg/validation/validate/type.go"; do
+  [[ -f "$validator" ]] || continue
+  sed -i 's/if data == nil || reflect.DeepEqual(reflect.Zero(reflect.TypeOf(data)), reflect.ValueOf(data)) {/if data == nil {/' "$validator"
+  grep -q 'reflect.DeepEqual(reflect.Zero(reflect.TypeOf(data))' "$validator" \
+    && fail "patch" "could not patch $validator for kubernetes#99804"
+done
 
 step "go build (about 4 minutes on 2 cores)"
 export CGO_ENABLED=0 KUBE_GIT_VERSION=v1.20.2 KUBE_GIT_TREE_STATE=clean
@@ -89,6 +101,7 @@ export GOCACHE="$work/gocache" GOPATH="$work/gopath"
 mkdir -p "$bin_dir.tmp"
 cp "$tree/_output/bin/kube-apiserver" "$tree/_output/bin/kube-controller-manager" "$bin_dir.tmp/" \
   || fail "go build" "the build left no binaries in _output/bin"
+echo "$build_revision" > "$bin_dir.tmp/REVISION"
 rm -rf "$bin_dir" && mv "$bin_dir.tmp" "$bin_dir"
 echo "built: $bin_dir"
 # The tree and Go cache are no longer needed; the downloaded source stays for a rebuild.
