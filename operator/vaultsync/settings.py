@@ -7,6 +7,7 @@ setting is its variable name without the `VAULTSYNC_` prefix, lower-cased, with 
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -123,8 +124,10 @@ class Settings:
             return "vaultsync-system"
 
     def default_identity_allowed(self, namespace: str) -> bool:
-        """Whether VaultSecrets of this namespace may use the operator's own Vault identity."""
-        return not self.default_identity_namespaces or namespace in self.default_identity_namespaces
+        """Whether VaultSecrets of this namespace may use the operator's own Vault identity (names or glob
+        patterns such as `platform-*`, like VAULTSYNC_WATCH_NAMESPACES)."""
+        patterns = self.default_identity_namespaces
+        return not patterns or any(fnmatch.fnmatchcase(namespace, pattern) for pattern in patterns)
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -147,7 +150,8 @@ SETTINGS: tuple[Setting, ...] = (
         "default_identity_namespaces",
         "VAULTSYNC_DEFAULT_IDENTITY_NAMESPACES",
         _csv,
-        "namespaces allowed to use the operator's own identity (default all; set it on shared clusters)",
+        "namespaces (names or globs) allowed to use the operator's own identity (default all; set it on "
+        "shared clusters)",
     ),
     Setting("default_mount", "VAULTSYNC_DEFAULT_MOUNT", str, "mount used when spec.mount is unset"),
     Setting("default_refresh", "VAULTSYNC_DEFAULT_REFRESH", _seconds, "refresh when unset (default 1h)"),

@@ -643,6 +643,19 @@ class LocalStack:
         self._start_vault_process(find_bao())
         self._wait_vault()
 
+    def start_vault_only(self) -> None:
+        """Start only the OpenBao dev server, with its audit log (no etcd or Kubernetes): e.g. a second,
+        TLS-enabled OpenBao for one test. ``stop()`` (or leaving the context manager) ends it."""
+        _install_safety_net()
+        _LIVE_STACKS.add(self)
+        (self.workdir / "openbao.hcl").write_text(self._vault_config())
+        try:
+            self.start_vault()
+        except BaseException:
+            self._keep_workdir = True  # the error message points at the log in it
+            self.stop()
+            raise
+
     def pause_vault(self) -> None:
         """Freeze OpenBao (SIGSTOP): connections hang or time out, as with a dead host; data is kept."""
         process = self._vault_process()

@@ -58,6 +58,16 @@ class VaultForbidden(SyncError):
     """Vault answered 403: the token lacks the policy, or the token is no longer valid."""
 
 
+class LoginRefused(SyncError):
+    """Vault refused a login (4xx). `status` and Vault's own `detail` let the caller, which knows the
+    identity, say what to fix."""
+
+    def __init__(self, message: str, *, status: int, detail: str) -> None:
+        super().__init__(AUTH_FAILED, message)
+        self.status = status
+        self.detail = detail
+
+
 def _ssl_context(cacert: str | None) -> ssl.SSLContext | None:
     if not cacert:
         return None
@@ -196,8 +206,10 @@ class VaultClient:
         if status >= 500 or status == 429:
             raise self._unavailable(status, body, what)
         detail = _errors_text(body) or f"HTTP {status}"
-        raise SyncError(
-            AUTH_FAILED, f"Vault refused the login at auth/{mount} (role {role or '(none)'}): {detail}"
+        raise LoginRefused(
+            f"Vault refused the login at auth/{mount} (role {role or '(none)'}): {detail}",
+            status=status,
+            detail=detail,
         )
 
     async def renew_self(self, token: VaultToken, *, namespace: str | None = None) -> VaultToken:

@@ -1,12 +1,14 @@
 """Who logs in to Vault: identities, the JWTs that prove them, and the cache of Vault tokens per identity.
 
 A login happens once per identity and token lifetime, never per sync: tokens are cached, renewed before they
-expire, re-obtained when renewal fails or Vault stops accepting them, and revoked when the operator stops.
+expire, re-obtained when renewal fails or Vault stops accepting them, and revoked when no sync used them for
+a whole token lifetime (evicted) and when the operator stops.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -16,7 +18,7 @@ from dataclasses import dataclass
 import jwt as pyjwt
 
 from vaultsync.core.errors import AUTH_FAILED, SyncError
-from vaultsync.vault.client import VaultClient, VaultToken
+from vaultsync.vault.client import LoginRefused, VaultClient, VaultToken
 
 logger = logging.getLogger(__name__)
 
@@ -76,18 +78,68 @@ def _sa_uid(claims: dict[str, object]) -> str | None:
     return uid if isinstance(uid, str) else None
 
 
+def login_refused_message(identity: Identity, refused: LoginRefused) -> str:
+    """What to fix when Vault refuses a login, from Vault's own words (which never hold the JWT)."""
+    role, mount = identity.role or "(none)", identity.mount
+    who = (
+        "the operator's own ServiceAccount"
+        if identity.is_default
+        else f"ServiceAccount {identity.sa_namespace}/{identity.sa_name}"
+    )
+    detail = refused.detail.lower()
+    if "missing role" in detail:
+        hint = "no Vault role was given: set spec.auth.role or the setting VAULTSYNC_AUTH_ROLE"
+    elif "invalid role name" in detail or "could not be found" in detail:
+        hint = (
+            f"role {role} does not exist at auth/{mount}: create it in Vault, or fix spec.auth.role "
+            "(default: the setting VAULTSYNC_AUTH_ROLE)"
+        )
+    elif "not authorized" in detail or "bound claim" in detail or "subject" in detail:
+        hint = (
+            f"role {role} does not bind {who}: bind it in Vault (kubernetes method: "
+            "bound_service_account_names and bound_service_account_namespaces; jwt method: bound_subject), "
+            "or set spec.auth.role to a role that binds it"
+        )
+    elif "aud" in detail:
+        hint = (
+            f"role {role} does not accept the token's audience: set spec.auth.audience (default: the setting "
+            "VAULTSYNC_AUTH_AUDIENCE) to the role's audience (kubernetes method) or one of its "
+            "bound_audiences (jwt method)"
+        )
+    elif refused.status == 403 and detail == "permission denied":
+        hint = (
+            f"no auth method accepts logins at auth/{mount}: fix spec.auth.mount (default: the setting "
+            f"VAULTSYNC_AUTH_MOUNT), or enable and configure the {identity.method} auth method there"
+        )
+    elif "lookup failed" in detail or "tokenreview" in detail or "token review" in detail:
+        hint = (
+            f"Vault could not check the token with the Kubernetes TokenReview API: check auth/{mount}/config "
+            "(kubernetes_host, kubernetes_ca_cert, token_reviewer_jwt; the reviewer needs the ClusterRole "
+            "system:auth-delegator)"
+        )
+    elif "validating token" in detail or "signature" in detail or "issuer" in detail:
+        hint = (
+            f"Vault could not validate the token: check auth/{mount}/config (jwt_validation_pubkeys must "
+            "hold the cluster's service-account public key, bound_issuer the API server's issuer)"
+        )
+    else:
+        hint = f"Vault refused the login at auth/{mount} (role {role})"
+    return f"{identity.describe()}: {hint} (Vault: {refused.detail})"
+
+
 class TokenFileJwt:
     """The operator's own service-account JWT, re-read whenever the file changes (projected tokens rotate)."""
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._stamp: tuple[float, int] | None = None
+        self._stamp: tuple[int, int, int] | None = None
         self._token = ""
 
     def read(self) -> str:
         try:
             stat = os.stat(self.path)
-            stamp = (stat.st_mtime, stat.st_size)
+            # The kubelet swaps a new file in (new inode); an in-place rewrite changes mtime or size.
+            stamp = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
             if stamp != self._stamp:
                 with open(self.path, encoding="utf-8") as handle:
                     self._token = handle.read().strip()
@@ -149,6 +201,7 @@ class VaultSessions:
         self.own_jwt = own_jwt
         self.sa_jwts = sa_jwts
         self._tokens: dict[Identity, VaultToken] = {}
+        self._last_used: dict[Identity, float] = {}
         self._locks: dict[Identity, asyncio.Lock] = {}
         self._renewer: asyncio.Task[None] | None = None
         self._on_request = on_request or (lambda identity, outcome: None)
@@ -166,6 +219,7 @@ class VaultSessions:
 
     async def token(self, identity: Identity) -> tuple[Identity, VaultToken]:
         identity, jwt = await self.resolve(identity)
+        self._last_used[identity] = time.monotonic()
         lock = self._locks.setdefault(identity, asyncio.Lock())
         async with lock:
             cached = self._tokens.get(identity)
@@ -177,6 +231,11 @@ class VaultSessions:
                 )
             except SyncError as exc:
                 self._on_request(identity, "login_error")
+                if isinstance(exc, LoginRefused):
+                    if not identity.is_default and identity.sa_namespace and identity.sa_name:
+                        # The cached JWT may be stale (e.g. the ServiceAccount was re-created): ask anew.
+                        self.sa_jwts.forget(identity.sa_namespace, identity.sa_name, identity.audience)
+                    raise SyncError(AUTH_FAILED, login_refused_message(identity, exc)) from None
                 if exc.reason == AUTH_FAILED:
                     raise SyncError(AUTH_FAILED, f"{identity.describe()}: {exc.message}") from None
                 raise
@@ -212,6 +271,15 @@ class VaultSessions:
                 if not token.renewable or now >= token.expires_at - MIN_RENEW_LEAD:
                     # Not renewable (or about to lapse): the next use logs in again.
                     self._tokens.pop(identity, None)
+                    continue
+                if now - self._last_used.get(identity, token.obtained_at) >= token.lease_duration:
+                    # No sync used it for a whole token lifetime (its VaultSecrets are gone, or rarely due):
+                    # revoke it rather than keep a credential alive. The next use logs in again.
+                    self._tokens.pop(identity, None)
+                    self._last_used.pop(identity, None)
+                    with contextlib.suppress(SyncError):
+                        await self.vault.revoke_self(token, namespace=identity.vault_namespace)
+                    logger.info("revoked the unused Vault token of %s", identity.describe())
                     continue
                 try:
                     renewed = await self.vault.renew_self(token, namespace=identity.vault_namespace)
