@@ -29,6 +29,7 @@ RUN_BY_TESTS = {
     "tenant-jwt-role",
     "vaultsecret-kubernetes",
     "vaultsecret-jwt",
+    "namespace-kv",
 }
 OPERATOR_SOURCES = ("vault/identity.py", "vault/client.py", "runtime.py", "engine/engine.py")
 

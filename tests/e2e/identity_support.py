@@ -61,10 +61,17 @@ def running_operator(
 class DocRunner:
     """Runs the shell blocks of docs/vault-setup.md against one OpenBao (as root) and the stack's cluster."""
 
-    def __init__(self, stack: LocalStack, home: Path, vault: LocalStack | None = None) -> None:
+    def __init__(
+        self,
+        stack: LocalStack,
+        home: Path,
+        vault: LocalStack | None = None,
+        vault_namespace: str | None = None,
+    ) -> None:
         self.stack = stack
         self.vault = vault or stack
         self.home = home
+        self.vault_namespace = vault_namespace
 
     def __call__(self, name: str, **variables: str) -> str:
         return run_block(
@@ -73,6 +80,7 @@ class DocRunner:
             vault_addr=self.vault.vault_addr,
             vault_token=self.vault.vault_root_token,
             vault_cacert=self.vault.vault_ca_cert,
+            vault_namespace=self.vault_namespace,
             kubeconfig=self.stack.kubeconfig,
             home=self.home,
         )

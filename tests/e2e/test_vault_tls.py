@@ -8,9 +8,11 @@ runs. An operator with the right CA syncs; one with another CA, or an address wh
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
+import hvac
 import pytest
 from kubernetes import client
 
@@ -141,3 +143,69 @@ def test_wrong_ca_or_no_vault_is_vault_unavailable_with_a_clear_message(
                 assert get_secret(kube_api, namespace, "cfg") is None
     finally:
         delete_namespaces(kube_api, namespaces)
+
+
+def test_vault_namespace_setting_and_per_vaultsecret_override(
+    stack: LocalStack,
+    tls_vault: LocalStack,
+    configured_by_the_docs: DocRunner,
+    kube_api: client.ApiClient,
+    operator_token_file: Path,
+    new_value: ValueFactory,
+    secret_values: set[str],
+    tmp_path: Path,
+) -> None:
+    """VAULT_NAMESPACE (all VaultSecrets) and spec.auth.vaultNamespace (one) log in and read inside a Vault
+    namespace, set up with the docs' commands run with VAULT_NAMESPACE. The same path holds other values in
+    the root namespace, so the Secret shows which namespace was read."""
+    vault_namespace = f"team-{secrets.token_hex(2)}"
+    admin = VaultAdmin.from_stack(tls_vault)
+    admin.client.adapter.post(f"/v1/sys/namespaces/{vault_namespace}")
+    assert tls_vault.vault_ca_cert is not None
+    inside = hvac.Client(
+        url=tls_vault.vault_addr, token="root", verify=str(tls_vault.vault_ca_cert), namespace=vault_namespace
+    )
+    run = DocRunner(stack, tmp_path / "doc-home", vault=tls_vault, vault_namespace=vault_namespace)
+    run("namespace-kv")
+    run("kubernetes-auth", KUBERNETES_HOST=stack.api_url, KUBERNETES_CA_FILE=str(stack.ca_cert))
+    run("operator-role")
+    _, (by_setting, by_spec) = own_namespaces(kube_api, "nssetting", "nsspec")
+    values: dict[tuple[str, str], str] = {}
+    try:
+        for namespace in (by_setting, by_spec):
+            for where in ("root", "inside"):
+                values[namespace, where] = new_value(where)
+            admin.kv_put(f"shared/{namespace}/cfg", {"value": values[namespace, "root"]})
+            inside.secrets.kv.v2.create_or_update_secret(
+                path=f"shared/{namespace}/cfg", secret={"value": values[namespace, "inside"]}
+            )
+        addr, cacert = tls_vault.vault_addr, tls_vault.vault_ca_cert
+
+        env = {
+            **_tls_env(stack, operator_token_file, by_setting, addr, cacert),
+            "VAULT_NAMESPACE": vault_namespace,
+        }
+        with running_operator(env, tmp_path / "setting.log") as operator:
+            create_vaultsecret(kube_api, by_setting, "cfg", {"path": f"shared/{by_setting}/cfg"})
+            wait_ready(kube_api, by_setting, "cfg", timeout=60)
+            assert secret_data(kube_api, by_setting, "cfg") == {
+                "value": values[by_setting, "inside"].encode()
+            }
+        assert_no_leaks(operator.log_text(), secret_values)
+
+        env = _tls_env(stack, operator_token_file, by_spec, addr, cacert)
+        with running_operator(env, tmp_path / "spec.log") as operator:
+            path = f"shared/{by_spec}/cfg"
+            create_vaultsecret(
+                kube_api, by_spec, "inside", {"path": path, "auth": {"vaultNamespace": vault_namespace}}
+            )
+            create_vaultsecret(kube_api, by_spec, "root", {"path": path})
+            wait_ready(kube_api, by_spec, "inside", timeout=60)
+            wait_ready(kube_api, by_spec, "root", timeout=60)
+            assert secret_data(kube_api, by_spec, "inside") == {"value": values[by_spec, "inside"].encode()}
+            assert secret_data(kube_api, by_spec, "root") == {"value": values[by_spec, "root"].encode()}
+        assert_no_leaks(operator.log_text(), secret_values)
+    finally:
+        admin.close()
+        inside.adapter.close()
+        delete_namespaces(kube_api, [by_setting, by_spec])

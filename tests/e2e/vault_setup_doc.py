@@ -27,7 +27,7 @@ EXPORT = re.compile(r"^export ([A-Z_][A-Z0-9_]*)=(\S*)", re.MULTILINE)
 ASSIGNED = re.compile(r"^([A-Z_][A-Z0-9_]*)=", re.MULTILINE)
 USED = re.compile(r"\$\{?([A-Z_][A-Z0-9_]*)")
 # Set by the runner for every block: the CLI's connection and the caller's PATH/HOME.
-ENVIRONMENT = {"VAULT_ADDR", "VAULT_TOKEN", "VAULT_CACERT", "KUBECONFIG", "PATH", "HOME"}
+ENVIRONMENT = {"VAULT_ADDR", "VAULT_TOKEN", "VAULT_CACERT", "VAULT_NAMESPACE", "KUBECONFIG", "PATH", "HOME"}
 
 
 @dataclass(frozen=True)
@@ -80,6 +80,7 @@ def run_block(
     kubeconfig: Path,
     home: Path,
     vault_cacert: Path | None = None,
+    vault_namespace: str | None = None,
     timeout: float = 60.0,
 ) -> str:
     """Runs a shell block of the page; returns its output. ``variables`` are the page's variables."""
@@ -101,6 +102,7 @@ def run_block(
         "VAULT_ADDR": vault_addr,
         "VAULT_TOKEN": vault_token,
         **({"VAULT_CACERT": str(vault_cacert)} if vault_cacert else {}),
+        **({"VAULT_NAMESPACE": vault_namespace} if vault_namespace else {}),
         **variables,
     }
     result = subprocess.run(
