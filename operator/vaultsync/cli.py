@@ -1,4 +1,5 @@
-"""The `vaultsync` command: `run` starts the operator; `demo` runs it on a local stack."""
+"""The `vaultsync` command: `run` starts the operator; `doctor` diagnoses the Vault set-up from where it
+runs; `demo` runs the operator on a local stack."""
 
 from __future__ import annotations
 
@@ -41,6 +42,41 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+DOCTOR_SETTINGS = (
+    "vault_addr",
+    "vault_cacert",
+    "vault_namespace",
+    "vault_timeout",
+    "auth_method",
+    "auth_mount",
+    "auth_role",
+    "auth_audience",
+    "token_file",
+    "default_identity_namespaces",
+    "default_mount",
+)
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from vaultsync.doctor import DoctorOptions, run_doctor
+
+    try:
+        settings = load_settings(args)
+    except SettingsError as exc:
+        print(f"vaultsync doctor: {exc}", file=sys.stderr)
+        return 2
+    options = DoctorOptions(
+        settings=settings,
+        namespace=args.sa_namespace,
+        service_account=args.service_account,
+        path=args.path,
+        mount=args.mount,
+        kv=args.kv,
+        kv_version=args.kv_version,
+    )
+    return run_doctor(options, lambda check: print(check.line(), flush=True))
+
+
 def _demo(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -58,6 +94,30 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run the operator (in-cluster config in a pod, else KUBECONFIG)")
     add_arguments(run)
     run.set_defaults(func=_run)
+    doctor = commands.add_parser(
+        "doctor",
+        help="check from here Vault's address and CA, the login, and reading a path; say what is wrong",
+        description="Checks, in order: Vault's address, TLS, seal state, the JWT to log in with, the login, "
+        "and reading --path. One line per check (OK, FAIL with what to do, SKIP); exit code 1 if any "
+        "failed. Prints key names, never tokens or values. Settings come from the same environment "
+        "variables as `vaultsync run`.",
+    )
+    add_arguments(doctor, only=DOCTOR_SETTINGS)
+    doctor.add_argument(
+        "--namespace",
+        dest="sa_namespace",
+        help="the VaultSecret's namespace: with --service-account, log in as that ServiceAccount; without, "
+        "check that it may use the operator's own identity",
+    )
+    doctor.add_argument(
+        "--service-account",
+        help="log in as this ServiceAccount of --namespace (spec.auth.serviceAccountName)",
+    )
+    doctor.add_argument("--path", help="a path to read, as in spec.path (e.g. apps/shop/db)")
+    doctor.add_argument("--mount", help="the secrets mount of --path (default VAULTSYNC_DEFAULT_MOUNT)")
+    doctor.add_argument("--kv", choices=("v1", "v2"), default="v2", help="KV version of the mount (v2)")
+    doctor.add_argument("--kv-version", type=int, help="a KV v2 version to read (default the latest)")
+    doctor.set_defaults(func=_doctor)
     demo = commands.add_parser(
         "demo", help="start a local API server and OpenBao and run the operator on them"
     )

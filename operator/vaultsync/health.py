@@ -17,6 +17,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from vaultsync.metrics import REGISTRY
 
 STUCK_AFTER_SECONDS = 60.0
+# Vault's state in the readiness body is checked with this bound, well under the probe's timeout: a Vault
+# that hangs must not make the probe itself time out (Vault down is no reason to be unready).
+VAULT_CHECK_SECONDS = 2.0
 
 
 class Heartbeat:
@@ -50,7 +53,10 @@ async def start_servers(
         return web.Response(text="ok\n")
 
     async def readyz(_: web.Request) -> web.Response:
-        vault = await vault_state()
+        try:
+            vault = await asyncio.wait_for(vault_state(), VAULT_CHECK_SECONDS)
+        except TimeoutError:
+            vault = "unreachable"
         if not ready():
             return web.Response(
                 status=503, text=f"not ready: Kubernetes API not listed yet; vault: {vault}\n"

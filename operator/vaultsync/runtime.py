@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import socket
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -23,16 +24,32 @@ from vaultsync.kube.credentials import connection
 from vaultsync.kube.events import EventRecorder
 from vaultsync.kube.lease import LeaderElector, LostLeadership
 from vaultsync.kube.watch import watch_managed_secrets
-from vaultsync.metrics import KUBE_ERRORS, VAULT_REQUEST_DURATION, VAULT_REQUESTS, VAULT_TOKENS
+from vaultsync.metrics import (
+    KUBE_ERRORS,
+    LEADER,
+    QUEUE_DEPTH,
+    SERVICE_ACCOUNT_TOKENS,
+    SYNCS_RUNNING,
+    VAULT_REQUEST_DURATION,
+    VAULT_REQUESTS,
+    VAULT_TOKENS,
+)
 from vaultsync.settings import Settings
 from vaultsync.vault.client import VaultClient
-from vaultsync.vault.identity import Identity, ServiceAccountJwts, TokenFileJwt, VaultSessions
+from vaultsync.vault.identity import (
+    Identity,
+    ServiceAccountJwts,
+    TokenFileJwt,
+    TokenRequester,
+    VaultSessions,
+)
 from vaultsync.vault.reader import SecretReader
 
 logger = logging.getLogger("vaultsync")
 
 MAC_KEY_SECRET = "vaultsync-hmac-key"  # noqa: S105 - the name of a Secret, not a secret
 SHUTDOWN_GRACE_SECONDS = 10.0
+REVOKE_SECONDS = 5.0
 
 
 class StartupError(RuntimeError):
@@ -71,14 +88,43 @@ async def ensure_mac_key(kube: KubeClient, namespace: str) -> bytes:
     raise StartupError(f"cannot read or create the HMAC key Secret {namespace}/{MAC_KEY_SECRET}")
 
 
-def _observe_identity(identity: Identity, outcome: str) -> None:
-    operation, _, result = outcome.partition("_")
-    VAULT_REQUESTS.labels(operation, result or "ok").inc()
+def _observe_identity(identity: Identity, operation: str, outcome: str, seconds: float) -> None:
+    VAULT_REQUESTS.labels(operation, outcome).inc()
+    VAULT_REQUEST_DURATION.labels(operation).observe(seconds)
 
 
 def _observe_read(outcome: str, seconds: float) -> None:
     VAULT_REQUESTS.labels("read", outcome).inc()
     VAULT_REQUEST_DURATION.labels("read").observe(seconds)
+
+
+def token_requester(kube: KubeClient) -> TokenRequester:
+    """ServiceAccount tokens from the TokenRequest API, failures worded as AuthFailed for the user."""
+
+    async def request_token(
+        namespace: str, name: str, audience: str | None, seconds: int
+    ) -> tuple[str, float]:
+        try:
+            result = await kube.request_token(namespace, name, [audience] if audience else [], seconds)
+        except ApiError as exc:
+            if exc.status == 404:
+                raise SyncError(
+                    AUTH_FAILED,
+                    f"ServiceAccount {namespace}/{name} does not exist: create it or fix "
+                    "spec.auth.serviceAccountName",
+                ) from None
+            if exc.status == 403:
+                raise SyncError(
+                    AUTH_FAILED,
+                    "the operator may not request ServiceAccount tokens: its RBAC needs "
+                    "'create' on serviceaccounts/token",
+                ) from None
+            raise
+        status = result.get("status", {})
+        expires = datetime.fromisoformat(str(status.get("expirationTimestamp")).replace("Z", "+00:00"))
+        return str(status["token"]), expires.timestamp()
+
+    return request_token
 
 
 @dataclass
@@ -114,33 +160,10 @@ class Runtime:
         except SyncError as exc:
             raise StartupError(exc.message) from None
 
-        async def request_token(
-            namespace: str, name: str, audience: str | None, seconds: int
-        ) -> tuple[str, float]:
-            try:
-                result = await kube.request_token(namespace, name, [audience] if audience else [], seconds)
-            except ApiError as exc:
-                if exc.status == 404:
-                    raise SyncError(
-                        AUTH_FAILED,
-                        f"ServiceAccount {namespace}/{name} does not exist: create it or fix "
-                        "spec.auth.serviceAccountName",
-                    ) from None
-                if exc.status == 403:
-                    raise SyncError(
-                        AUTH_FAILED,
-                        "the operator may not request ServiceAccount tokens: its RBAC needs "
-                        "'create' on serviceaccounts/token",
-                    ) from None
-                raise
-            status = result.get("status", {})
-            expires = datetime.fromisoformat(str(status.get("expirationTimestamp")).replace("Z", "+00:00"))
-            return str(status["token"]), expires.timestamp()
-
         sessions = VaultSessions(
             vault,
             TokenFileJwt(settings.token_file),
-            ServiceAccountJwts(request_token, settings.service_account_token_ttl),
+            ServiceAccountJwts(token_requester(kube), settings.service_account_token_ttl),
             on_request=_observe_identity,
         )
         reader = SecretReader(sessions, on_read=_observe_read)
@@ -152,6 +175,7 @@ class Runtime:
         if settings.leader_election:
             identity = f"{socket.gethostname()}-{os.getpid()}"
             runtime.elector = LeaderElector(kube, settings.operator_namespace, identity)
+        runtime._gauges()
         runtime._start_tasks()
         heartbeat = Heartbeat()
         runtime.tasks.append(asyncio.create_task(heartbeat.run(), name="heartbeat"))
@@ -194,7 +218,6 @@ class Runtime:
             )
         self.tasks.append(asyncio.create_task(all_synced(), name="secret-watch-synced"))
         self.tasks.append(asyncio.create_task(self._sync(), name="sync"))
-        self.tasks.append(asyncio.create_task(self._gauge_tokens(), name="token-gauge"))
         self.sessions.start_renewing()
 
     async def _sync(self) -> None:
@@ -229,14 +252,24 @@ class Runtime:
 
         return filtered
 
-    async def _gauge_tokens(self) -> None:
-        while True:
-            VAULT_TOKENS.set(len(self.sessions))
-            await asyncio.sleep(5)
+    def _gauges(self) -> None:
+        """Gauges read at scrape time from the live state."""
+        sessions, queue, elector = self.sessions, self.engine.queue, self.elector
+        VAULT_TOKENS.set_function(lambda: len(sessions))
+        SERVICE_ACCOUNT_TOKENS.set_function(lambda: len(sessions.sa_jwts))
+        QUEUE_DEPTH.set_function(lambda: len(queue))
+        SYNCS_RUNNING.set_function(lambda: queue.active)
+        LEADER.set_function(lambda: 1 if elector is None or elector.is_leader else 0)
 
     async def stop(self) -> None:
         """Lets running syncs finish (bounded), then stops tasks and revokes cached Vault tokens."""
+        started = time.monotonic()
         self.engine.stopping = True
+        logger.info(
+            "stopping: no new syncs; waiting up to %.0fs for %d running",
+            SHUTDOWN_GRACE_SECONDS,
+            self.engine.queue.active,
+        )
         try:
             await asyncio.wait_for(self.engine.queue.wait_idle(), SHUTDOWN_GRACE_SECONDS)
         except TimeoutError:
@@ -248,9 +281,12 @@ class Runtime:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
         await self.recorder.drain()
-        await self.sessions.close()
+        try:
+            await asyncio.wait_for(self.sessions.close(), REVOKE_SECONDS)
+        except TimeoutError:
+            logger.warning("Vault did not answer the token revocations within %.0fs", REVOKE_SECONDS)
         for runner in self.servers:
             await runner.cleanup()
         await self.vault.close()
         await self.kube.close()
-        logger.info("vaultsync stopped")
+        logger.info("vaultsync stopped in %.1fs", time.monotonic() - started)

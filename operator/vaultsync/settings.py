@@ -178,9 +178,11 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Adds one flag per setting; the default comes from the environment at parse time."""
+def add_arguments(parser: argparse.ArgumentParser, only: Sequence[str] | None = None) -> None:
+    """Adds one flag per setting (or per setting named in `only`); the environment gives the default."""
     for setting in SETTINGS:
+        if only is not None and setting.attr not in only:
+            continue
         parser.add_argument(
             setting.flag, dest=setting.attr, default=None, help=f"{setting.help} [{setting.env}]"
         )

@@ -65,6 +65,11 @@ TEMPLATE_THREADS = 4
 limit; a pool of our own, so that slow templates never hold up the default executor's DNS lookups)."""
 
 
+def _log_extra(key: Key, reason: str | None = None) -> dict[str, str | None]:
+    """The fields that name a VaultSecret in log records (JSON logs emit namespace, name and reason)."""
+    return {"vs_namespace": key[0], "vs_name": key[1], "reason": reason}
+
+
 @dataclass
 class ObjectState:
     """What the operator remembers of one VaultSecret between syncs (no secret values)."""
@@ -163,6 +168,12 @@ class Engine:
             self.queue.add(key)
             return
         state.body = trimmed
+        # Another replica (the leader) writes the status: follow its Ready in vaultsync_vaultsecrets.
+        observed = (current_ready(trimmed["status"]) or {}).get("status", "Unknown")
+        if observed != state.ready:
+            self._count_ready(state.ready, -1)
+            self._count_ready(observed, 1)
+            state.ready = observed
         refresh = trimmed["metadata"]["annotations"].get(REFRESH_ANNOTATION)
         if (
             meta.get("generation") != state.handled_generation
@@ -249,7 +260,13 @@ class Engine:
         except ApiError as exc:
             await self._failed(key, state, KUBERNETES_ERROR, f"Kubernetes API: {exc}", retry=True)
         except Exception as exc:
-            logger.exception("sync of %s/%s failed unexpectedly (%s)", key[0], key[1], type(exc).__name__)
+            logger.exception(
+                "sync of %s/%s failed unexpectedly (%s)",
+                key[0],
+                key[1],
+                type(exc).__name__,
+                extra=_log_extra(key, INTERNAL_ERROR),
+            )
             await self._failed(
                 key, state, INTERNAL_ERROR, f"internal error ({type(exc).__name__})", retry=True
             )
@@ -538,7 +555,9 @@ class Engine:
         try:
             await self._patch_status(key, state, status)
         except ApiError as exc:
-            logger.warning("%s/%s: could not write status (%s)", key[0], key[1], exc)
+            logger.warning(
+                "%s/%s: could not write status (%s)", key[0], key[1], exc, extra=_log_extra(key, reason)
+            )
         if retry:
             state.failures += 1
             base = self.settings.backoff_base * 2 ** min(state.failures - 1, 16)
@@ -583,7 +602,13 @@ class Engine:
         except ApiError as exc:
             if exc.status == 404:
                 return
-            logger.warning("%s/%s: cleanup on deletion failed (%s); retrying", key[0], key[1], exc)
+            logger.warning(
+                "%s/%s: cleanup on deletion failed (%s); retrying",
+                key[0],
+                key[1],
+                exc,
+                extra=_log_extra(key, KUBERNETES_ERROR),
+            )
             self.queue.add_after(key, self.settings.backoff_base * 5)
 
     def _count_ready(self, ready: str, delta: int) -> None:

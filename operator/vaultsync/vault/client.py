@@ -33,6 +33,7 @@ class VaultToken:
     lease_duration: float
     renewable: bool
     obtained_at: float
+    policies: tuple[str, ...] = ()
 
     @property
     def expires_at(self) -> float:
@@ -68,6 +69,20 @@ class LoginRefused(SyncError):
         self.detail = detail
 
 
+def outcome_of(error: BaseException | None) -> str:
+    """The `outcome` of a Vault request for metrics: ok, denied, not_found, unavailable or error."""
+    if error is None:
+        return "ok"
+    reason = getattr(error, "reason", None)
+    if reason in (AUTH_FAILED, PERMISSION_DENIED):
+        return "denied"
+    if reason == NOT_FOUND:
+        return "not_found"
+    if reason == VAULT_UNAVAILABLE:
+        return "unavailable"
+    return "error"
+
+
 def _ssl_context(cacert: str | None) -> ssl.SSLContext | None:
     if not cacert:
         return None
@@ -88,6 +103,7 @@ def _token(client_token: str, accessor: str, auth: Mapping[str, Any]) -> VaultTo
         lease_duration=float(auth.get("lease_duration") or 0),
         renewable=bool(auth.get("renewable")),
         obtained_at=time.monotonic(),
+        policies=tuple(str(policy) for policy in auth.get("policies") or ()),
     )
 
 
@@ -305,6 +321,29 @@ class VaultClient:
         raise SyncError(
             VAULT_UNAVAILABLE, f"Vault answered {status} while {what}: {_errors_text(body)}", retryable=True
         )
+
+    async def mount_info(
+        self, token: VaultToken, mount: str, *, namespace: str | None = None
+    ) -> Mapping[str, Any] | None:
+        """What Vault tells this token about a secrets mount (type, options.version), or None when it
+        tells nothing (no such mount, or no access to it): for diagnostics."""
+        status, body = await self._request(
+            "GET",
+            f"sys/internal/ui/mounts/{mount}",
+            token=token.client_token,
+            namespace=namespace,
+            what=f"looking up the mount {mount}",
+        )
+        if status == 200 and isinstance(body, Mapping) and isinstance(body.get("data"), Mapping):
+            data: Mapping[str, Any] = body["data"]
+            return data
+        return None
+
+    async def health_detail(self) -> tuple[int, Mapping[str, Any]]:
+        """Vault's sys/health answer: (HTTP status, body). Raises SyncError when Vault cannot be reached
+        (the message says why: connection refused, TLS verification, timeout)."""
+        status, body = await self._request("GET", "sys/health", what="checking health")
+        return status, body if isinstance(body, Mapping) else {}
 
     async def health(self) -> str:
         """`ok`, `sealed`, `standby` or `unreachable`: for readiness and diagnostics."""

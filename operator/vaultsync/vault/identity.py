@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import jwt as pyjwt
 
 from vaultsync.core.errors import AUTH_FAILED, SyncError
-from vaultsync.vault.client import LoginRefused, VaultClient, VaultToken
+from vaultsync.vault.client import LoginRefused, VaultClient, VaultToken, outcome_of
 
 logger = logging.getLogger(__name__)
 
@@ -168,6 +168,9 @@ class ServiceAccountJwts:
         self._cache: dict[tuple[str, str, str | None], _Jwt] = {}
         self._locks: dict[tuple[str, str, str | None], asyncio.Lock] = {}
 
+    def __len__(self) -> int:
+        return len(self._cache)
+
     async def get(self, namespace: str, name: str, audience: str | None) -> _Jwt:
         key = (namespace, name, audience)
         lock = self._locks.setdefault(key, asyncio.Lock())
@@ -184,7 +187,8 @@ class ServiceAccountJwts:
         self._cache.pop((namespace, name, audience), None)
 
 
-LoginObserver = Callable[[Identity, str], None]
+LoginObserver = Callable[[Identity, str, str, float], None]
+"""(identity, operation: login or renew, outcome: see `outcome_of`, seconds the request took)."""
 
 
 class VaultSessions:
@@ -204,7 +208,7 @@ class VaultSessions:
         self._last_used: dict[Identity, float] = {}
         self._locks: dict[Identity, asyncio.Lock] = {}
         self._renewer: asyncio.Task[None] | None = None
-        self._on_request = on_request or (lambda identity, outcome: None)
+        self._on_request = on_request or (lambda identity, operation, outcome, seconds: None)
 
     def __len__(self) -> int:
         return len(self._tokens)
@@ -225,12 +229,13 @@ class VaultSessions:
             cached = self._tokens.get(identity)
             if cached is not None and time.monotonic() < cached.expires_at - MIN_RENEW_LEAD:
                 return identity, cached
+            started = time.monotonic()
             try:
                 token = await self.vault.login(
                     mount=identity.mount, role=identity.role, jwt=jwt, namespace=identity.vault_namespace
                 )
             except SyncError as exc:
-                self._on_request(identity, "login_error")
+                self._on_request(identity, "login", outcome_of(exc), time.monotonic() - started)
                 if isinstance(exc, LoginRefused):
                     if not identity.is_default and identity.sa_namespace and identity.sa_name:
                         # The cached JWT may be stale (e.g. the ServiceAccount was re-created): ask anew.
@@ -239,7 +244,7 @@ class VaultSessions:
                 if exc.reason == AUTH_FAILED:
                     raise SyncError(AUTH_FAILED, f"{identity.describe()}: {exc.message}") from None
                 raise
-            self._on_request(identity, "login")
+            self._on_request(identity, "login", "ok", time.monotonic() - started)
             logger.info("logged in to Vault as %s", identity.describe())
             self._tokens[identity] = token
             return identity, token
@@ -281,14 +286,15 @@ class VaultSessions:
                         await self.vault.revoke_self(token, namespace=identity.vault_namespace)
                     logger.info("revoked the unused Vault token of %s", identity.describe())
                     continue
+                started = time.monotonic()
                 try:
                     renewed = await self.vault.renew_self(token, namespace=identity.vault_namespace)
-                except SyncError:
-                    self._on_request(identity, "renew_error")
+                except SyncError as exc:
+                    self._on_request(identity, "renew", outcome_of(exc), time.monotonic() - started)
                     if self._tokens.get(identity) is token:
                         del self._tokens[identity]
                     continue
-                self._on_request(identity, "renew")
+                self._on_request(identity, "renew", "ok", time.monotonic() - started)
                 # A renewal capped by the role's max TTL may not extend the lease; re-login when it lapses.
                 if renewed.lease_duration < MIN_RENEW_LEAD * 2:
                     self._tokens.pop(identity, None)

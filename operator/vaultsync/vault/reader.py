@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 
 from vaultsync.core.spec import SourceSpec
-from vaultsync.vault.client import KVSecret, VaultForbidden
+from vaultsync.vault.client import KVSecret, VaultForbidden, outcome_of
 from vaultsync.vault.identity import Identity, VaultSessions
 
 ReadKey = tuple[Identity, str, str, str, int | None]
@@ -75,14 +75,14 @@ class SecretReader:
                     version=source.version,
                     namespace=resolved.vault_namespace,
                 )
-            except VaultForbidden:
-                self._on_read("denied", time.monotonic() - started)
+            except VaultForbidden as exc:
+                self._on_read(outcome_of(exc), time.monotonic() - started)
                 if attempt == 1 and not await self.sessions.token_is_valid(resolved, token):
                     self.sessions.invalidate(resolved, token)
                     continue
                 raise
-            except Exception:
-                self._on_read("error", time.monotonic() - started)
+            except Exception as exc:
+                self._on_read(outcome_of(exc), time.monotonic() - started)
                 raise
             self._on_read("ok", time.monotonic() - started)
             return result
