@@ -190,25 +190,32 @@ def _grants(
 def test_cluster_wide_grants(rendered: dict[str, list[Obj]]) -> None:
     objects = rendered[CLUSTER_WIDE.name]
     grants = _grants(objects, "ClusterRole", "vaultsync")
+    # Exactly the requests the operator makes (tests/e2e/test_deploy_server.py runs it with these rules).
     expected = {
-        *(("vaultsync.io", "vaultsecrets", v) for v in ("get", "list", "watch", "patch", "update")),
-        *(("vaultsync.io", "vaultsecrets/status", v) for v in ("get", "patch", "update")),
+        *(("vaultsync.io", "vaultsecrets", v) for v in ("get", "list", "watch", "patch")),
+        ("vaultsync.io", "vaultsecrets/status", "patch"),
         ("vaultsync.io", "vaultsecrets/finalizers", "update"),
-        *(("", "secrets", v) for v in ("get", "list", "watch", "create", "update", "patch", "delete")),
-        *(("", "events", v) for v in ("create", "patch")),
-        *(("events.k8s.io", "events", v) for v in ("create", "patch")),
+        *(("", "secrets", v) for v in ("get", "list", "watch", "create", "update", "delete")),
+        ("", "events", "create"),
         ("", "serviceaccounts/token", "create"),
-        *(("apps", r, v) for r in ("deployments", "statefulsets", "daemonsets") for v in ("get", "patch")),
-        *(("kopf.dev", "clusterkopfpeerings", v) for v in ("get", "list", "watch", "patch")),
+        *(("apps", r, "patch") for r in ("deployments", "statefulsets", "daemonsets")),
     }
     assert grants == expected
     assert _grants(objects, "ClusterRole", "vaultsync-discovery") == {
         *(("apiextensions.k8s.io", "customresourcedefinitions", v) for v in ("get", "list", "watch")),
         *(("", "namespaces", v) for v in ("get", "list", "watch")),
     }
-    assert _grants(objects, "Role", "vaultsync", OPERATOR_NAMESPACE) == {
-        ("coordination.k8s.io", "leases", v) for v in ("get", "list", "watch", "create", "update", "patch")
-    }
+    # The Lease: create (unnamed), get and update of vaultsync-leader only.
+    lease_role = find(objects, "Role", "vaultsync", OPERATOR_NAMESPACE)
+    assert lease_role["rules"] == [
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "resourceNames": ["vaultsync-leader"],
+            "verbs": ["get", "update"],
+        },
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+    ]
     # The operator never reads ServiceAccounts themselves, only requests their tokens.
     assert not any(r == "serviceaccounts" for _, r, _ in grants)
 
@@ -225,14 +232,10 @@ def test_single_namespace_grants(rendered: dict[str, list[Obj]]) -> None:
         assert set(rule["verbs"]) <= {"get", "list", "watch"}
         assert set(rule["resources"]) <= {"customresourcedefinitions", "namespaces"}
 
-    # The Role in the watched namespace grants what the cluster-wide ClusterRole grants, with kopf's
-    # namespaced peering object in place of the cluster-scoped one.
+    # The Role in the watched namespace grants what the cluster-wide ClusterRole grants.
     in_apps = _grants(single, "Role", "vaultsync", WATCHED_NAMESPACE)
     cluster_wide = _grants(cluster, "ClusterRole", "vaultsync")
-    assert {g for g in in_apps if g[0] != "kopf.dev"} == {g for g in cluster_wide if g[0] != "kopf.dev"}
-    assert {g for g in in_apps if g[0] == "kopf.dev"} == {
-        ("kopf.dev", "kopfpeerings", v) for v in ("get", "list", "watch", "patch")
-    }
+    assert in_apps == cluster_wide
 
     # The HMAC key: get on that one Secret, create (which resourceNames cannot narrow); nothing else.
     hmac_role = find(single, "Role", "vaultsync-hmac-key", OPERATOR_NAMESPACE)
@@ -285,7 +288,12 @@ def test_deployment_security_context(overlay: list[Obj]) -> None:
 
 def test_deployment_runtime_settings(overlay: list[Obj]) -> None:
     deployment = find(overlay, "Deployment", "vaultsync", OPERATOR_NAMESPACE)
-    assert deployment["spec"]["replicas"] == 1
+    # HA by default: two replicas elect a leader; a rollout starts a standby before it stops an old pod.
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }
     _, container = _container(overlay)
     assert container["image"] == "ghcr.io/vaultsync/vaultsync:0.1.0"
     assert container["args"] == ["run"]
@@ -296,6 +304,7 @@ def test_deployment_runtime_settings(overlay: list[Obj]) -> None:
     assert env["VAULTSYNC_METRICS_PORT"]["value"] == "8080"
     assert env["VAULTSYNC_HEALTH_PORT"]["value"] == "8081"
     assert env["VAULTSYNC_LOG_FORMAT"]["value"] == "json"
+    assert env["VAULTSYNC_LEADER_ELECTION"]["value"] == "true"
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports == {"metrics": 8080, "health": 8081}
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
