@@ -66,7 +66,7 @@ ROLLOUT_RESTARTS = Counter(
 )
 KUBE_WRITES = Counter(
     "vaultsync_kubernetes_writes_total",
-    "Writes to the Kubernetes API by object kind (secret, status, event, workload).",
+    "Writes to the Kubernetes API by object kind (secret, status, vaultsecret, event, workload).",
     ["kind"],
     registry=REGISTRY,
 )
