@@ -32,13 +32,19 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     logging.getLogger("vaultsync").info("vaultsync %s starting", __version__)
     namespaces = list(settings.watch_namespaces)
-    kopf.run(
-        standalone=True,
-        clusterwide=not namespaces,
-        namespaces=namespaces,
-        memo=kopf.Memo(settings=settings),
-        liveness_endpoint=None,
-    )
+    try:
+        kopf.run(
+            standalone=True,
+            clusterwide=not namespaces,
+            namespaces=namespaces,
+            memo=kopf.Memo(settings=settings),
+            liveness_endpoint=None,
+        )
+    except Exception as exc:
+        # kopf has logged the cause (e.g. "Activity 'start' failed permanently: <what to fix>"); one line
+        # more, not a traceback on stderr, which would break JSON logs.
+        logging.getLogger("vaultsync").error("vaultsync stopped: it could not run (%s)", type(exc).__name__)
+        return 1
     return 0
 
 

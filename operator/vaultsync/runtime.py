@@ -148,17 +148,21 @@ class Runtime:
         kube = KubeClient(connection, on_error=lambda code: KUBE_ERRORS.labels(code).inc())
         try:
             mac_key = await ensure_mac_key(kube, settings.operator_namespace)
-        except ApiError as exc:
-            raise StartupError(f"cannot reach the Kubernetes API: {exc}") from None
-        try:
             vault = VaultClient(
                 settings.vault_addr,
                 cacert=settings.vault_cacert,
                 namespace=settings.vault_namespace,
                 timeout=settings.vault_timeout,
             )
+        except ApiError as exc:
+            await kube.close()
+            raise StartupError(f"cannot reach the Kubernetes API: {exc}") from None
         except SyncError as exc:
+            await kube.close()
             raise StartupError(exc.message) from None
+        except StartupError:
+            await kube.close()
+            raise
 
         sessions = VaultSessions(
             vault,

@@ -3,6 +3,7 @@ revokes the cached Vault tokens and exits 0 well within the pod's grace period (
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import time
@@ -158,3 +159,27 @@ def test_sigterm_while_vault_hangs_still_exits_within_the_grace_period(
     assert seconds < POD_GRACE_SECONDS - 5
     log = own_operator.log_text()
     assert "vaultsync stopped in" in log
+
+
+def test_a_startup_failure_exits_1_with_one_clear_json_line(
+    stack: LocalStack, operator_token_file: Path, own: str, tmp_path: Path
+) -> None:
+    """A setting that cannot work (here a CA bundle that does not exist) stops the operator at start: exit
+    code 1, the reason in the log, and nothing but JSON lines (no traceback on stderr)."""
+    env = {
+        **operator_env(stack, operator_token_file, watch=own),
+        "VAULT_ADDR": "https://127.0.0.1:8200",
+        "VAULT_CACERT": str(tmp_path / "missing-ca.pem"),
+        "VAULTSYNC_LOG_FORMAT": "json",
+    }
+    process = OperatorProcess(env, tmp_path / "operator.log")
+    process.start(wait_ready=False)
+    assert process.process is not None
+    assert process.process.wait(60) == 1
+    lines = process.log_text().splitlines()
+    entries = [json.loads(line) for line in lines]  # every line is JSON
+    assert any(
+        "cannot load the Vault CA bundle" in entry["message"] and entry["level"] == "error"
+        for entry in entries
+    ), lines
+    assert entries[-1]["message"] == "vaultsync stopped: it could not run (ActivityError)"
