@@ -102,6 +102,19 @@ def test_foreign_secret_is_a_target_conflict_unless_merge() -> None:
     check_ownership(foreign, desired_secret(target("Merge"), "Opaque", {}), OWNER)
 
 
+def test_our_secret_stripped_of_its_label_is_still_ours() -> None:
+    desired = desired_secret(target(), "Opaque", {"a": b"1"})
+    ours = stored(build_secret(None, desired, OWNER))
+    del ours["metadata"]["labels"][MANAGED_BY_LABEL]  # type: ignore[index]
+    check_ownership(ours, desired, OWNER)  # named by our owner annotation
+    del ours["metadata"]["annotations"][OWNER_ANNOTATION]  # type: ignore[index]
+    check_ownership(ours, desired, OWNER)  # still holds our ownerReference
+    assert not is_up_to_date(ours, desired, OWNER, KEY)  # and is rewritten with the label
+    other = Owner(namespace="shop", name="db", uid="uid-2")  # a new VaultSecret of the same name
+    with pytest.raises(SyncError):
+        check_ownership(ours, desired, other)
+
+
 def test_secret_of_another_vaultsecret_is_a_conflict_even_with_merge() -> None:
     desired = desired_secret(target("Merge"), "Opaque", {"a": b"1"})
     theirs = build_secret(None, desired, Owner(namespace="shop", name="other", uid="uid-2"))

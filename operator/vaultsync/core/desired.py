@@ -107,12 +107,21 @@ def owner_of(secret: Mapping[str, Any]) -> str | None:
     return owner if isinstance(owner, str) else None
 
 
+def _ours_unlabelled(secret: Mapping[str, Any], owner: Owner) -> bool:
+    """Our Secret whose managed-by label someone removed by hand: it still names this VaultSecret in its
+    owner annotation or holds its ownerReference. That is drift to repair, not a foreign Secret."""
+    meta = secret.get("metadata", {})
+    if (meta.get("annotations") or {}).get(OWNER_ANNOTATION) == owner.name:
+        return True
+    return any(ref.get("uid") == owner.uid for ref in meta.get("ownerReferences") or [])
+
+
 def check_ownership(existing: Mapping[str, Any] | None, desired: DesiredSecret, owner: Owner) -> None:
     """Raises TargetConflict when the Secret exists and is not ours to write."""
     if existing is None:
         return
     current_owner = owner_of(existing)
-    if current_owner == owner.name:
+    if current_owner == owner.name or (current_owner is None and _ours_unlabelled(existing, owner)):
         return
     name = desired.name
     if current_owner is not None:

@@ -561,7 +561,8 @@ class Engine:
         if retry:
             state.failures += 1
             base = self.settings.backoff_base * 2 ** min(state.failures - 1, 16)
-            delay = min(self.settings.backoff_max, base * random.uniform(0.8, 1.2))
+            # Jitter applies at the cap too (0.8-1.0 x cap), so that retries never fall into lockstep.
+            delay = min(self.settings.backoff_max * random.uniform(0.8, 1.0), base * random.uniform(0.8, 1.2))
             self.queue.add_after(key, delay)
 
     # Ownership bookkeeping --------------------------------------------------------------------------------
