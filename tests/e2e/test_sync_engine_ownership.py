@@ -137,6 +137,16 @@ def test_merge_writes_only_our_keys_and_removes_only_them_on_deletion(
         "user": b"app",
     }
 
+    # One of OUR keys removed by hand is drift: restored at once, theirs untouched.
+    client.CoreV1Api(kube_api).patch_namespaced_secret("shared", namespace, {"data": {"user": None}})
+    wait_for(
+        lambda: (secret_data(kube_api, namespace, "shared") or {}).get("user") == b"app",
+        timeout=5,
+        interval=0.1,
+        what="our removed key to be restored",
+    )
+    assert (secret_data(kube_api, namespace, "shared") or {})["other"] == b"edited"
+
     delete_vaultsecret(kube_api, namespace, "merger")
     wait_for(lambda: _gone(kube_api, namespace, "merger"), timeout=30, what="the finalizer to be removed")
     after = get_secret(kube_api, namespace, "shared")

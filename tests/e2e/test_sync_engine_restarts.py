@@ -34,6 +34,7 @@ from tests.e2e.sync_support import (
     resource_versions,
     restarted_at,
     vault_reads_by_path,
+    wait_for_event,
 )
 from vaultsync.devstack import kube_admin
 from vaultsync.devstack.stack import LocalStack
@@ -59,11 +60,12 @@ def test_sigkill_and_restart_writes_nothing_for_in_sync_objects_and_converges_th
     namespace = private_namespace(kube_api)
     log = tmp_path_factory.mktemp("restarts") / "operator.log"
     names = [f"vs-{i:02d}" for i in range(COUNT)]
-    rotated, respecced = ["vs-01", "vs-02"], "vs-03"
-    in_sync = [n for n in names if n not in (*rotated, respecced)]
+    rotated, respecced, edited, deleted = ["vs-01", "vs-02"], "vs-03", "vs-04", "vs-05"
+    changed = [*rotated, respecced, edited, deleted]
+    in_sync = [n for n in names if n not in changed]
     try:
-        for kind, name in (("Deployment", "steady-app"), ("Deployment", "rotated-app")):
-            create_workload(kube_api, namespace, kind, name)
+        for app in ("steady-app", "rotated-app", "drifted-app"):
+            create_workload(kube_api, namespace, "Deployment", app)
         for name in names:
             vault_admin.kv_put(f"e2e/{namespace}/{name}", {"user": name, "password": new_value()})
         with own_operator(stack, operator_token_file, namespace, log) as process:
@@ -73,6 +75,8 @@ def test_sigkill_and_restart_writes_nothing_for_in_sync_objects_and_converges_th
                     spec["rolloutRestartTargets"] = [{"kind": "Deployment", "name": "steady-app"}]
                 if name == "vs-01":
                     spec["rolloutRestartTargets"] = [{"kind": "Deployment", "name": "rotated-app"}]
+                if name == edited:
+                    spec["rolloutRestartTargets"] = [{"kind": "Deployment", "name": "drifted-app"}]
                 create_vaultsecret(kube_api, namespace, name, spec)
             for name in names:
                 wait_ready(kube_api, namespace, name, timeout=60)
@@ -86,6 +90,11 @@ def test_sigkill_and_restart_writes_nothing_for_in_sync_objects_and_converges_th
             for name in rotated:
                 vault_admin.kv_put(f"e2e/{namespace}/{name}", {"user": name, "password": new_passwords[name]})
             patch_vaultsecret(kube_api, namespace, respecced, {"spec": {"keys": ["user"]}})
+            # Secrets edited and deleted by hand while nobody watched: repaired on restart, no rollout.
+            core = client.CoreV1Api(kube_api)
+            kept = {name: secret_data(kube_api, namespace, name) for name in (edited, deleted)}
+            core.patch_namespaced_secret(edited, namespace, {"data": {"password": "dGFtcGVyZWQ="}})
+            core.delete_namespaced_secret(deleted, namespace)
 
             restarted = time.time()
             process.start()
@@ -97,7 +106,7 @@ def test_sigkill_and_restart_writes_nothing_for_in_sync_objects_and_converges_th
             )
             metrics = process.metrics()
             counts = {r: _syncs(metrics, r) for r in ("unchanged", "synced", "failed")}
-            assert counts == {"unchanged": len(in_sync), "synced": 3, "failed": 0}
+            assert counts == {"unchanged": len(in_sync), "synced": len(changed), "failed": 0}
             reads = vault_reads_by_path(stack, f"e2e/{namespace}/")
             assert all(any(t >= restarted for t in reads[f"e2e/{namespace}/{n}"]) for n in names)
             # What changed while the operator was down converges.
@@ -115,6 +124,9 @@ def test_sigkill_and_restart_writes_nothing_for_in_sync_objects_and_converges_th
                 timeout=30,
                 what=f"{respecced} to follow its new spec",
             )
+            for name in (edited, deleted):
+                assert secret_data(kube_api, namespace, name) == kept[name]
+                wait_for_event(kube_api, namespace, name, "DriftRepaired", timeout=10)
             vs = get_vaultsecret(kube_api, namespace, respecced) or {}
             assert vs["status"]["observedGeneration"] == vs["metadata"]["generation"] == 2
             # Nothing in sync was written: neither the Secrets nor the VaultSecrets (status) moved ...
@@ -122,10 +134,11 @@ def test_sigkill_and_restart_writes_nothing_for_in_sync_objects_and_converges_th
             assert after == {name: before[name] for name in in_sync}
             writes = operator_writes(stack, namespace, since=restarted)
             assert [w for w in writes if w["name"] in in_sync] == []
-            # ... the only writes were for the three that changed (a Secret and a status each) ...
-            assert {w["name"] for w in writes} == {*rotated, respecced}
+            # ... the only writes were for those that changed ...
+            assert {w["name"] for w in writes} == set(changed)
             # ... and nothing in sync was restarted, while the rotated Secret's Deployment was.
             assert restarted_at(kube_api, namespace, "Deployment", "steady-app") is None
+            assert restarted_at(kube_api, namespace, "Deployment", "drifted-app") is None
             steady = read_workload(kube_api, namespace, "Deployment", "steady-app")
             assert steady.metadata.generation == steady_generation
             wait_for(
