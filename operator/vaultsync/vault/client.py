@@ -181,18 +181,18 @@ class VaultClient:
                 "check VAULT_ADDR's scheme and VAULT_CACERT",
                 retryable=True,
             ) from None
+        except TimeoutError:  # before OSError, its base class since Python 3.11 (a hung Vault)
+            raise SyncError(
+                VAULT_UNAVAILABLE,
+                f"Vault at {self.addr} did not answer in time while {what}; "
+                "it may be overloaded or unreachable",
+                retryable=True,
+            ) from None
         except (aiohttp.ClientError, OSError) as exc:
             raise SyncError(
                 VAULT_UNAVAILABLE,
                 f"cannot reach Vault at {self.addr} while {what} ({type(exc).__name__}); "
                 "check VAULT_ADDR and that Vault is running",
-                retryable=True,
-            ) from None
-        except TimeoutError:
-            raise SyncError(
-                VAULT_UNAVAILABLE,
-                f"Vault at {self.addr} did not answer in time while {what}; "
-                "it may be overloaded or unreachable",
                 retryable=True,
             ) from None
 
