@@ -25,6 +25,7 @@ from tests.e2e.kube import (
 from tests.e2e.operator_process import OperatorProcess
 from tests.e2e.ops_support import Sample, assert_no_values, own_namespace, parse_metrics, value
 from vaultsync import __version__
+from vaultsync.devstack import kube_admin
 from vaultsync.devstack.stack import LocalStack
 from vaultsync.devstack.vault_admin import VaultAdmin
 
@@ -186,13 +187,48 @@ def test_metrics_move_with_what_the_operator_does(
     after_delete = wait_metric(operator, "vaultsync_vaultsecrets", 1, ready="False")
     assert value(after_delete, "vaultsync_vaultsecrets", ready="True") == 1
 
+    # A namespace ServiceAccount's identity: a second cached Vault token, a cached ServiceAccount token, and
+    # renewals (the role's tokens live 24 s: renewed at 2/3 of that); refreshes that find nothing changed
+    # count as "unchanged".
+    kube_admin.create_service_account(kube_api, own, "reader")
+    vault_admin.write_policy(
+        f"metrics-{own}", f'path "secret/data/e2e/{own}/*" {{ capabilities = ["read"] }}\n'
+    )
+    vault_admin.kubernetes_role(f"metrics-{own}", ["reader"], [own], [f"metrics-{own}"], ttl="24s")
+    create_vaultsecret(
+        kube_api,
+        own,
+        "as-reader",
+        {
+            "path": f"e2e/{own}/app",
+            "refreshInterval": "2s",
+            "auth": {"serviceAccountName": "reader", "role": f"metrics-{own}"},
+        },
+    )
+    wait_ready(kube_api, own, "as-reader")
+    renewed = wait_for(
+        lambda: (
+            (samples := scrape(operator))
+            and value(samples, "vaultsync_vault_requests_total", operation="renew", outcome="ok") >= 1
+            and samples
+        ),
+        timeout=60,
+        what="a token renewal",
+    )
+    assert value(renewed, "vaultsync_vault_request_duration_seconds_count", operation="renew") >= 1
+    assert value(renewed, "vaultsync_vault_tokens_cached") == 2
+    assert value(renewed, "vaultsync_serviceaccount_tokens_cached") == 1
+    assert value(renewed, "vaultsync_vault_requests_total", operation="login", outcome="ok") == 2
+    assert value(renewed, "vaultsync_syncs_total", result="unchanged", reason="Synced") >= 1
+
     # Bounded labels: no namespace, no object name, no value; only the known label names and values.
     text = operator.metrics()
     assert own not in text
     assert_no_values(text, secret_values, "the metrics")
     for sample in parse_metrics(text):
         for label_value in sample.labels.values():
-            assert not {"app", "missing", "forbidden", "web", "gone"} & set(re.split(r"[/.:]", label_value))
+            names = {"app", "missing", "forbidden", "web", "gone", "as-reader", "reader"}
+            assert not names & set(re.split(r"[/.:]", label_value))
         if not sample.name.startswith("vaultsync_"):
             continue
         for label, label_value in sample.labels.items():
