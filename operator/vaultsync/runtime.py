@@ -52,6 +52,15 @@ SHUTDOWN_GRACE_SECONDS = 10.0
 REVOKE_SECONDS = 5.0
 
 
+def _stop_if_failed(task: asyncio.Task[Any]) -> None:
+    """A background task that dies leaves the operator half-working: say so and stop, so that it restarts."""
+    if task.cancelled() or task.exception() is None:
+        return
+    error = task.exception()
+    logger.error("background task %s failed (%s): stopping", task.get_name(), type(error).__name__)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
 class StartupError(RuntimeError):
     """The operator cannot start; the message says what to fix."""
 
@@ -222,6 +231,8 @@ class Runtime:
             )
         self.tasks.append(asyncio.create_task(all_synced(), name="secret-watch-synced"))
         self.tasks.append(asyncio.create_task(self._sync(), name="sync"))
+        for task in self.tasks:
+            task.add_done_callback(_stop_if_failed)
         self.sessions.start_renewing()
 
     async def _sync(self) -> None:

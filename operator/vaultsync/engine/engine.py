@@ -29,7 +29,15 @@ from vaultsync.core.desired import (
     owner_of,
     without_our_keys,
 )
-from vaultsync.core.errors import AUTH_FAILED, INVALID_SPEC, SYNCED, SyncError
+from vaultsync.core.errors import (
+    AUTH_FAILED,
+    INVALID_DATA,
+    INVALID_SPEC,
+    KEY_CONFLICT,
+    SYNCED,
+    TEMPLATE_ERROR,
+    SyncError,
+)
 from vaultsync.core.mac import secret_mac
 from vaultsync.core.shaping import SourceData, shape_secret
 from vaultsync.core.spec import AuthSpec, VaultSecretSpec, parse_spec
@@ -59,6 +67,10 @@ REFRESH_ANNOTATION = "vaultsync.io/refresh"
 RESTARTED_AT_ANNOTATION = "vaultsync.io/restartedAt"
 MERGE_FINALIZER = "vaultsync.io/merge-cleanup"
 KUBERNETES_ERROR = "KubernetesError"
+DATA_REASONS = frozenset({TEMPLATE_ERROR, INVALID_DATA, KEY_CONFLICT})
+"""Failures caused by what Vault holds (or a template's use of it)."""
+EXPENSIVE_RENDER_SECONDS = 0.25
+"""A data failure whose rendering took longer is retried at the refresh interval, not with backoff."""
 INTERNAL_ERROR = "InternalError"
 TEMPLATE_THREADS = 4
 """Threads that compile and render templates, off the event loop (rendering may take up to the renderer's CPU
@@ -233,6 +245,7 @@ class Engine:
         state.handled_generation = state.meta.get("generation")
         state.handled_refresh = refresh
         spec: VaultSecretSpec | None = None
+        rendering = 0.0
         try:
             spec, templates = await self._parse_off_loop(state)
             await self._ensure_finalizer(key, state, spec)
@@ -249,14 +262,24 @@ class Engine:
             )
             if spec.templates:
                 # Rendering can take up to the renderer's CPU limit: other syncs go on meanwhile.
-                data = await asyncio.get_running_loop().run_in_executor(self.template_pool, shape)
+                render_started = time.monotonic()
+                try:
+                    data = await asyncio.get_running_loop().run_in_executor(self.template_pool, shape)
+                finally:
+                    rendering = time.monotonic() - render_started
             else:
                 data = shape()  # no templates: fast, no thread hop
             desired = desired_secret(spec.target, spec.secret_type, data)
             versions = {s.label: r.version for s, r in zip(spec.sources, results, strict=True) if r.version}
             await self._apply(key, state, spec, desired, versions, drift=drift)
         except SyncError as exc:
-            await self._failed(key, state, exc.reason, exc.message, retry=exc.reason != INVALID_SPEC)
+            if exc.reason in DATA_REASONS and spec is not None and rendering > EXPENSIVE_RENDER_SECONDS:
+                # An expensive render that failed fails the same way on the same data: try again at the next
+                # refresh (or on a spec change), not in a backoff loop that burns a CPU on every retry.
+                await self._failed(key, state, exc.reason, exc.message, retry=False)
+                self._schedule_refresh(key, spec)
+            else:
+                await self._failed(key, state, exc.reason, exc.message, retry=exc.reason != INVALID_SPEC)
         except ApiError as exc:
             await self._failed(key, state, KUBERNETES_ERROR, f"Kubernetes API: {exc}", retry=True)
         except Exception as exc:
@@ -272,11 +295,15 @@ class Engine:
             )
         else:
             state.failures = 0
-            if spec.refresh_interval > 0:
-                jitter = self.settings.refresh_jitter
-                self.queue.add_after(key, spec.refresh_interval * random.uniform(1 - jitter, 1 + jitter))
+            self._schedule_refresh(key, spec)
         finally:
             SYNC_DURATION.observe(time.monotonic() - started)
+
+    def _schedule_refresh(self, key: Key, spec: VaultSecretSpec) -> None:
+        """Schedules the next read of Vault, spread by jitter so that objects made together refresh apart."""
+        if spec.refresh_interval > 0:
+            jitter = self.settings.refresh_jitter
+            self.queue.add_after(key, spec.refresh_interval * random.uniform(1 - jitter, 1 + jitter))
 
     async def _parse_off_loop(self, state: ObjectState) -> tuple[VaultSecretSpec, CompiledTemplates]:
         """`_parse`, compiling templates in the template pool (a large template takes a while to compile)."""

@@ -213,9 +213,7 @@ class KubeClient:
                     raise WatchExpired()
                 if response.status >= 400:
                     raise ApiError(response.status, str(response.reason), await response.text())
-                async for line in response.content:
-                    if not line.strip():
-                        continue
+                async for line in _lines(response.content):
                     event = json.loads(line)
                     if event.get("type") == "ERROR":
                         status = event.get("object", {})
@@ -227,3 +225,17 @@ class KubeClient:
                     yield event
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise ApiError(0, "Unreachable", f"watch interrupted ({type(exc).__name__})") from None
+
+
+async def _lines(stream: aiohttp.StreamReader) -> AsyncIterator[bytes]:
+    """Non-empty lines of a watch stream, however long: a Secret near Kubernetes' 1 MiB limit is one line
+    longer than aiohttp's line reader accepts ("Chunk too big"), which would end the watch."""
+    pending = b""
+    async for chunk in stream.iter_any():
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            if line.strip():
+                yield line
+    if pending.strip():
+        yield pending

@@ -58,6 +58,11 @@ async def watch_managed_secrets(
             continue
         except ApiError as exc:
             logger.warning("watch of managed Secrets failed (%s); retrying in %.0fs", exc, delay)
+        except Exception as exc:
+            # Never let one odd event end drift repair for good: list again from scratch.
+            logger.error(
+                "watch of managed Secrets broke (%s); listing again in %.0fs", type(exc).__name__, delay
+            )
         await asyncio.sleep(delay * random.uniform(0.8, 1.2))
         delay = min(delay * 2, 30.0)
 
