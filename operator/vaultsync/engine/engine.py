@@ -370,9 +370,11 @@ class Engine:
         await self._remove_old_target(state, owner, desired.name)
         changed = mac != previous_mac
         renamed = state.status.get("secretName") not in (None, desired.name)
+        action = outcome
         if outcome == "created" and (previous_mac is None or renamed):
             self.recorder.post(state.body, ev.NORMAL, ev.SYNCED, f"created Secret {desired.name} from Vault")
         elif changed:
+            action = "rotated" if previous_mac else outcome
             self.recorder.post(
                 state.body, ev.NORMAL, ev.ROTATED, f"Secret {desired.name} updated: Vault data changed"
             )
@@ -380,6 +382,7 @@ class Engine:
             # Our data was missing or different although Vault's was not: someone changed it. (A type change
             # posted SecretReplaced; a spec change of labels or annotations is "metadata updated".)
             DRIFT_REPAIRS.inc()
+            action = f"restored ({'deleted' if outcome == 'created' else 'changed'} outside vaultsync)"
             self.recorder.post(
                 state.body,
                 ev.NORMAL,
@@ -423,7 +426,7 @@ class Engine:
                 namespace,
                 name,
                 desired.name,
-                "rotated" if changed and previous_mac else outcome,
+                action,
                 extra={"vs_namespace": namespace, "vs_name": name, "reason": SYNCED},
             )
 
