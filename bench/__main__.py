@@ -44,6 +44,12 @@ def main() -> None:
     parser.add_argument(
         "--operator-env", action="append", default=[], metavar="NAME=VALUE", help="extra operator setting"
     )
+    parser.add_argument(
+        "--profile", action="store_true", help="record the operator with py-spy (first sync, restart)"
+    )
+    parser.add_argument(
+        "--keep-stack", action="store_true", help="keep the stack's work dir (component and audit logs)"
+    )
     args = parser.parse_args()
     config = BenchConfig(
         n=args.n,
@@ -54,6 +60,8 @@ def main() -> None:
         concurrency=args.concurrency,
         results_dir=args.results_dir,
         operator_env=_settings(args.operator_env),
+        profile=args.profile,
+        keep_stack=args.keep_stack,
     )
     results = asyncio.run(run_bench(config, say=lambda line: print(line, flush=True)))
     sys.exit(0 if results else 1)

@@ -28,11 +28,12 @@ import os
 import platform
 import random
 import secrets
+import signal
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -87,6 +88,8 @@ class BenchConfig:
     results_dir: Path = Path(__file__).resolve().parent / "results"
     operator_env: dict[str, str] = field(default_factory=dict)  # extra operator settings
     settle: float = 3.0  # seconds to wait for stray writes after a phase
+    profile: bool = False  # record the operator with py-spy during the first sync and the restart
+    keep_stack: bool = False  # keep the stack's work dir (logs, audit logs) of a stack started here
     timeout: float = 900.0  # of the first sync, and of waits in general
 
     @property
@@ -121,6 +124,53 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
     }
+
+
+def rss_mb(operator: OperatorProcess) -> float | None:
+    """The operator's resident set size now (VmRSS), in MiB."""
+    if operator.process is None:
+        return None
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{operator.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    return None
+
+
+def cpu_seconds(names: Mapping[int, str]) -> dict[str, float]:
+    """CPU time (user + system) so far of the harness, its child processes (the stack's components; pids in
+    ``names`` get that name, e.g. the operator) and of the whole machine (``machine``, from /proc/stat)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    me = os.getpid()
+    out: dict[str, float] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        fields = text[text.rindex(")") + 2 :].split()
+        pid = int(stat.parent.name)
+        if pid != me and int(fields[1]) != me and pid not in names:
+            continue
+        name = "harness" if pid == me else names.get(pid, text[text.index("(") + 1 : text.rindex(")")])
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    with contextlib.suppress(OSError):
+        cpu = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+        busy = sum(int(x) for i, x in enumerate(cpu[:8]) if i not in (3, 4))  # all but idle and iowait
+        out["machine"] = busy / tick
+    return out
+
+
+def cpu_delta(before: Mapping[str, float], after: Mapping[str, float]) -> dict[str, float]:
+    """CPU seconds used between two ``cpu_seconds`` snapshots; ``others``: whatever else ran on the machine
+    (other users' processes)."""
+    delta = {
+        k: round(after[k] - before.get(k, 0.0), 2) for k in sorted(after) if after[k] > before.get(k, 0.0)
+    }
+    if "machine" in delta:
+        ours = sum(v for k, v in delta.items() if k != "machine")
+        delta["others"] = round(max(0.0, delta["machine"] - ours), 2)
+    return delta
 
 
 async def gather_limited(count: int, jobs: list[Callable[[], Awaitable[Any]]]) -> None:
@@ -236,6 +286,7 @@ class Bench:
         }
         self.results: dict[str, Any] = {}
         self.operators: list[OperatorProcess] = []
+        self.rss: dict[str, float | None] = {}
 
     # -- helpers -----------------------------------------------------------------------------------------
 
@@ -253,6 +304,9 @@ class Bench:
         process = OperatorProcess(env, log)
         self.operators.append(process)
         return process
+
+    def _pids(self) -> dict[int, str]:
+        return {p.process.pid: "operator" for p in self.operators if p.process is not None}
 
     def _vaultsecret(self, namespace: str, name: str, path: str, refresh: str) -> dict[str, Any]:
         return {
@@ -285,6 +339,44 @@ class Bench:
             if not token:
                 return items
             params = {"limit": "500", "continue": token}
+
+    @contextlib.contextmanager
+    def _profiling(self, operator: OperatorProcess, phase: str) -> Iterator[None]:
+        """py-spy (``pip install py-spy``) samples the operator while the phase runs: collapsed stacks in
+        ``<results>/<stamp>-<phase>.pyspy.txt`` (``--profile``)."""
+        if not self.config.profile or operator.process is None:
+            yield
+            return
+        out = self.config.results_dir / f"{self.stamp}-{phase}.pyspy.txt"
+        spy_bin = str(Path(sys.executable).parent / "py-spy")
+        pid = str(operator.process.pid)
+        spy = subprocess.Popen(
+            [
+                spy_bin,
+                "record",
+                "--pid",
+                pid,
+                "--rate",
+                "200",
+                "--format",
+                "raw",
+                "--nonblocking",
+                "-o",
+                str(out),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            yield
+        finally:
+            spy.send_signal(signal.SIGINT)
+            try:
+                spy.wait(30)
+            except subprocess.TimeoutExpired:
+                spy.kill()
+                spy.wait()
+            self.say(f"profile of the {phase}: {out}")
 
     # -- phases ------------------------------------------------------------------------------------------
 
@@ -332,6 +424,7 @@ class Bench:
             "namespace": self.ns_raw,
             "concurrency": self.config.concurrency,
         }
+        cpu_before = cpu_seconds({})
         result = subprocess.run(
             [sys.executable, "-m", "bench.raw"],
             input=json.dumps(config),
@@ -345,6 +438,7 @@ class Bench:
             raise RuntimeError(f"bench.raw failed:\n{result.stderr[-3000:]}")
         raw = json.loads(result.stdout.strip().splitlines()[-1])
         raw["throughput_per_s"] = n / raw["seconds"]
+        raw["cpu_seconds"] = cpu_delta(cpu_before, cpu_seconds({}))
         self.results["raw"] = raw
         self.say(f"raw: {raw['seconds']:.2f}s, {raw['throughput_per_s']:.0f}/s")
 
@@ -356,6 +450,7 @@ class Bench:
         self.vault_offset0 = self.vault_audit.size()
         try:
             self.say(f"first sync: creating {n} VaultSecrets (refreshInterval {refresh})")
+            cpu_before = cpu_seconds(self._pids())
             t0 = time.time()
             bodies = [
                 self._vaultsecret(self.ns_main, f"s{i}", p, refresh) for i, p in enumerate(self.main_paths)
@@ -368,18 +463,29 @@ class Bench:
             self.say(f"created {n} in {created - t0:.1f}s; waiting until all are Ready")
             deadline = time.monotonic() + self.config.timeout
             polls = 0
+            # Listing N VaultSecrets costs the API server as much as hundreds of writes: list when the audit
+            # log shows a status write for every object (or every 10 s), so that polling does not slow the
+            # sync it measures.
+            statused: set[str] = set()
+            offset, listed, fresh = self.kube_offset0, time.monotonic(), False
             while True:
-                poll_started = time.monotonic()
+                for write in kube_writes(self.kube_audit, offset, (self.ns_main,)):
+                    if write.subresource == "status" and write.code < 300:
+                        statused.add(write.name)
+                        fresh = True
+                offset = self.kube_audit.next_offset
+                if not (len(statused) >= n and fresh) and time.monotonic() - listed < 10:
+                    await asyncio.sleep(0.25)
+                    continue
+                fresh = False
                 items = await self._list_vaultsecrets(kube, self.ns_main)
-                observed = time.time()
+                observed, listed = time.time(), time.monotonic()
                 polls += 1
                 ready = sum(1 for item in items if _ready(item))
                 if ready == n:
                     break
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"first sync: only {ready} of {n} Ready after {self.config.timeout}s")
-                took = time.monotonic() - poll_started
-                await asyncio.sleep(max(0.5, 2 * took))
         finally:
             await kube.close()
         status_writes = [
@@ -391,6 +497,7 @@ class Bench:
         self.t0, self.t1 = t0, done
         seconds = done - t0
         self.results["first_sync"] = {
+            "cpu_seconds": cpu_delta(cpu_before, cpu_seconds(self._pids())),
             "seconds": seconds,
             "throughput_per_s": n / seconds,
             "create_seconds": created - t0,
@@ -557,7 +664,8 @@ class Bench:
     async def restart(self, operator: OperatorProcess) -> OperatorProcess:
         objects = {f"secret/data/{p}" for p in (*self.main_paths, *self.lat_paths, *self.rot_paths)}
         peak = operator.peak_rss_bytes()
-        self.results["memory"] = {"peak_rss_mb": peak / 2**20 if peak else None}
+        self.rss["before_restart"] = rss_mb(operator)
+        self.results["memory"] = {"peak_rss_mb": peak / 2**20 if peak else None, "rss_mb": self.rss}
         kube_offset = self.kube_audit.size()
         vault_offset = self.vault_audit.size()
         self.say(f"restart: SIGKILL and start again with {len(objects)} objects in sync")
@@ -565,21 +673,23 @@ class Bench:
         operator.kill()
         second = self._operator(2)
         started = time.time()
+        cpu_before = cpu_seconds({})
         second.start(wait_ready=False)
-        seen: dict[str, float] = {}
-        offset = vault_offset
-        deadline = time.monotonic() + self.config.timeout
-        while len(seen) < len(objects):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"restart: only {len(seen)} of {len(objects)} re-verified")
-            if second.process is not None and second.process.poll() is not None:
-                raise RuntimeError(f"the restarted operator exited; see {second.log_path}")
-            await asyncio.sleep(0.5)
-            for read in vault_reads(self.vault_audit, offset, self.vault_prefix):
-                if read.path in objects:
-                    seen.setdefault(read.path, read.at)
-            offset = self.vault_audit.next_offset
-        done = max(seen.values())
+        with self._profiling(second, "restart"):
+            seen: dict[str, float] = {}
+            offset = vault_offset
+            deadline = time.monotonic() + self.config.timeout
+            while len(seen) < len(objects):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"restart: only {len(seen)} of {len(objects)} re-verified")
+                if second.process is not None and second.process.poll() is not None:
+                    raise RuntimeError(f"the restarted operator exited; see {second.log_path}")
+                await asyncio.sleep(0.5)
+                for read in vault_reads(self.vault_audit, offset, self.vault_prefix):
+                    if read.path in objects:
+                        seen.setdefault(read.path, read.at)
+                offset = self.vault_audit.next_offset
+            done = max(seen.values())
         await asyncio.sleep(self.config.settle)
         writes = kube_writes(self.kube_audit, kube_offset, (self.ns_main, self.ns_lat, self.ns_rot))
         logins = vault_logins(self.vault_audit, vault_offset, BENCH_ROLE)
@@ -590,6 +700,7 @@ class Bench:
             "objects": len(objects),
             "reverified_s": done - killed,
             "reverified_from_start_s": done - started,
+            "cpu_seconds": cpu_delta(cpu_before, cpu_seconds(self._pids())),
             "kube_writes": len(writes),
             "kube_writes_by_kind": _by_kind(writes),
             "vault_reads": len(reads),
@@ -625,9 +736,12 @@ class Bench:
         operator = self._operator(1)
         try:
             operator.start()
-            await self.first_sync()
+            with self._profiling(operator, "first-sync"):
+                await self.first_sync()
+            self.rss["after_first_sync"] = rss_mb(operator)
             await self.create_rotation_objects()
             await self.latency()
+            self.rss["after_latency"] = rss_mb(operator)
             await self.refresh_window()
             self.unchanged_refresh()
             operator = await self.restart(operator)
@@ -808,7 +922,7 @@ async def run_bench(config: BenchConfig, stack: LocalStack | None = None, say: S
         finally:
             bench.cleanup()
     else:
-        with LocalStack(crds=[crds_dir()], printer=say) as own:
+        with LocalStack(crds=[crds_dir()], printer=say, keep_workdir=config.keep_stack) as own:
             api = kube_admin.api_client(own.kubeconfig)
             vault = VaultAdmin.from_stack(own)
             try:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import resource
 import ssl
 import sys
 import time
@@ -133,7 +134,13 @@ async def run_raw(config: Mapping[str, Any]) -> dict[str, Any]:
         await vault.close()
         await kube.close()
     seconds = time.monotonic() - started
-    return {"seconds": seconds, "count": len(paths), "concurrency": concurrency}
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return {
+        "seconds": seconds,
+        "count": len(paths),
+        "concurrency": concurrency,
+        "program_cpu_seconds": round(usage.ru_utime + usage.ru_stime, 2),
+    }
 
 
 def main() -> None:
