@@ -72,6 +72,7 @@ DATA_REASONS = frozenset({TEMPLATE_ERROR, INVALID_DATA, KEY_CONFLICT})
 EXPENSIVE_RENDER_SECONDS = 0.25
 """A data failure whose rendering took longer is retried at the refresh interval, not with backoff."""
 INTERNAL_ERROR = "InternalError"
+TARGET_TAKEN = "target-taken"  # ObjectState.extra: creating the target Secret answered 409
 TEMPLATE_THREADS = 4
 """Threads that compile and render templates, off the event loop (rendering may take up to the renderer's CPU
 limit; a pool of our own, so that slow templates never hold up the default executor's DNS lookups)."""
@@ -430,10 +431,16 @@ class Engine:
                 extra={"vs_namespace": namespace, "vs_name": name, "reason": SYNCED},
             )
 
-    async def _existing(self, namespace: str, name: str) -> dict[str, Any] | None:
+    async def _existing(
+        self, namespace: str, name: str, *, unseen_is_absent: bool = False
+    ) -> dict[str, Any] | None:
         cached = self.secrets.get((namespace, name))
         if cached is not None:
             return cached
+        if unseen_is_absent and self.secrets_synced.is_set():
+            # The watch has listed every Secret we manage: one it has not seen is absent, or is not ours and
+            # then creating it answers 409 and the next attempt reads it (saves a GET per new Secret).
+            return None
         return await self.kube.get_secret(namespace, name)
 
     async def _write_secret(
@@ -442,7 +449,8 @@ class Engine:
         """Creates, replaces or leaves the Secret; returns created, updated (our data differed), metadata
         updated (only labels, annotations or ownership differed), replaced (type changed) or unchanged."""
         for attempt in (1, 2, 3):
-            existing = await self._existing(namespace, desired.name)
+            optimistic = attempt == 1 and not state.extra.get(TARGET_TAKEN)
+            existing = await self._existing(namespace, desired.name, unseen_is_absent=optimistic)
             check_ownership(existing, desired, owner)
             if existing is not None and is_up_to_date(existing, desired, owner, self.mac_key):
                 state.written_mac = mac
@@ -477,6 +485,8 @@ class Engine:
                 if exc.status in (409, 404) and attempt < 3:
                     # Someone else changed or removed it meanwhile: look again.
                     self.secrets.pop((namespace, desired.name), None)
+                    if existing is None:
+                        state.extra[TARGET_TAKEN] = True  # not a Secret we watch: read it first from now on
                     continue
                 raise
             KUBE_WRITES.labels("secret").inc()
