@@ -27,6 +27,7 @@ class SecretReader:
         self.share_seconds = share_seconds
         self._in_flight: dict[ReadKey, asyncio.Future[KVSecret]] = {}
         self._recent: dict[ReadKey, tuple[float, KVSecret]] = {}
+        self._pruned_at = 0.0
         self._on_read = on_read or (lambda outcome, seconds: None)
 
     async def read(self, identity: Identity, source: SourceSpec, *, fresh: bool = False) -> KVSecret:
@@ -57,7 +58,9 @@ class SecretReader:
             del self._in_flight[key]
 
     def _prune(self, now: float) -> None:
-        if len(self._recent) > 256:
+        # A full pass at most once per share_seconds: one per read would make a burst of reads quadratic.
+        if len(self._recent) > 256 and now - self._pruned_at >= self.share_seconds:
+            self._pruned_at = now
             for key, (at, _) in list(self._recent.items()):
                 if now - at >= self.share_seconds:
                     del self._recent[key]
