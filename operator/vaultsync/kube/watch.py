@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from vaultsync.core.desired import MANAGED_BY_LABEL, MANAGED_BY_VALUE
-from vaultsync.kube.client import ApiError, KubeClient, WatchExpired
+from vaultsync.kube.client import GROUP, PLURAL, VERSION, ApiError, KubeClient, WatchExpired
 
 logger = logging.getLogger(__name__)
 
@@ -29,17 +29,45 @@ def _strip(obj: dict[str, Any]) -> dict[str, Any]:
 async def watch_managed_secrets(
     kube: KubeClient, namespace: str | None, handle: SecretHandler, synced: asyncio.Event
 ) -> None:
-    """Runs until cancelled: lists, then watches from the list's resourceVersion; relists after 410 Gone."""
+    """The Secrets labelled as ours, of one namespace or of all (``None``)."""
     path = f"/api/v1/namespaces/{namespace}/secrets" if namespace else "/api/v1/secrets"
+    await list_watch(kube, path, handle, synced, "managed Secrets", ("v1", "Secret"), selector=SELECTOR)
+
+
+async def watch_vaultsecrets(
+    kube: KubeClient, namespace: str | None, handle: SecretHandler, synced: asyncio.Event
+) -> None:
+    """The VaultSecrets of one namespace or of all (``None``)."""
+    base = f"/apis/{GROUP}/{VERSION}"
+    path = f"{base}/namespaces/{namespace}/{PLURAL}" if namespace else f"{base}/{PLURAL}"
+    await list_watch(kube, path, handle, synced, "VaultSecrets", (f"{GROUP}/{VERSION}", "VaultSecret"))
+
+
+async def list_watch(
+    kube: KubeClient,
+    path: str,
+    handle: SecretHandler,
+    synced: asyncio.Event,
+    what: str,
+    kind: tuple[str, str],
+    *,
+    selector: str | None = None,
+) -> None:
+    """Runs until cancelled: lists, then watches from the list's resourceVersion; relists after 410 Gone.
+
+    Calls ``handle(None, obj)`` for each listed object, ``handle(type, obj)`` for each watch event, and
+    ``handle("DELETED", {"metadata": {namespace, name}})`` for an object that a relist no longer shows."""
     known: dict[tuple[str, str], str] = {}
     delay = 1.0
     while True:
         try:
-            version = await _list(kube, path, handle, known)
+            version = await _list(kube, path, handle, known, kind, selector)
             synced.set()
             delay = 1.0
             while True:
-                params = {"labelSelector": SELECTOR, "resourceVersion": version, "timeoutSeconds": "300"}
+                params = {"resourceVersion": version, "timeoutSeconds": "300"}
+                if selector:
+                    params["labelSelector"] = selector
                 async for event in kube.watch(path, params):
                     obj = event.get("object", {})
                     version = obj.get("metadata", {}).get("resourceVersion", version)
@@ -57,19 +85,26 @@ async def watch_managed_secrets(
         except WatchExpired:
             continue
         except ApiError as exc:
-            logger.warning("watch of managed Secrets failed (%s); retrying in %.0fs", exc, delay)
+            logger.warning("watch of %s failed (%s); retrying in %.0fs", what, exc, delay)
         except Exception as exc:
             # Never let one odd event end drift repair for good: list again from scratch.
-            logger.error(
-                "watch of managed Secrets broke (%s); listing again in %.0fs", type(exc).__name__, delay
-            )
+            logger.error("watch of %s broke (%s); listing again in %.0fs", what, type(exc).__name__, delay)
         await asyncio.sleep(delay * random.uniform(0.8, 1.2))
         delay = min(delay * 2, 30.0)
 
 
-async def _list(kube: KubeClient, path: str, handle: SecretHandler, known: dict[tuple[str, str], str]) -> str:
+async def _list(
+    kube: KubeClient,
+    path: str,
+    handle: SecretHandler,
+    known: dict[tuple[str, str], str],
+    kind: tuple[str, str],
+    selector: str | None,
+) -> str:
     seen: set[tuple[str, str]] = set()
-    params = {"labelSelector": SELECTOR, "limit": "500"}
+    params = {"limit": "500"}
+    if selector:
+        params["labelSelector"] = selector
     while True:
         page = await kube.list_page(path, params)
         for item in page.get("items", []):
@@ -78,8 +113,8 @@ async def _list(kube: KubeClient, path: str, handle: SecretHandler, known: dict[
             seen.add(key)
             if known.get(key) != meta.get("resourceVersion"):
                 known[key] = meta.get("resourceVersion", "")
-                item.setdefault("apiVersion", "v1")
-                item.setdefault("kind", "Secret")
+                item.setdefault("apiVersion", kind[0])
+                item.setdefault("kind", kind[1])
                 handle(None, _strip(item))
         token = page.get("metadata", {}).get("continue")
         if not token:
