@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -22,8 +23,19 @@ SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"
 
 
 def _strip(obj: dict[str, Any]) -> dict[str, Any]:
+    """The object without managedFields, its dict keys shared with every other object's (interned): the
+    engine keeps every managed Secret and VaultSecret, and json.loads makes new key strings per event."""
     obj.get("metadata", {}).pop("managedFields", None)
-    return obj
+    stripped: dict[str, Any] = _interned(obj)
+    return stripped
+
+
+def _interned(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {sys.intern(key): _interned(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_interned(item) for item in value]
+    return value
 
 
 async def watch_managed_secrets(
