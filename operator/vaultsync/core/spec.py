@@ -58,7 +58,7 @@ MAX_SOURCES = 16
 """At most this many ``spec.sources`` (the CRD's ``maxItems``)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SourceSpec:
     """One KV secret to read: ``mount``/``path``, KV engine version, optional pinned version."""
 
@@ -73,7 +73,7 @@ class SourceSpec:
         return f"{self.mount}/{self.path}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AuthSpec:
     """How to log in to Vault; ``None`` fields fall back to the operator's settings."""
 
@@ -85,7 +85,7 @@ class AuthSpec:
     vault_namespace: str | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TargetSpec:
     """The Secret written: its name, extra labels/annotations and creation policy."""
 
@@ -95,7 +95,7 @@ class TargetSpec:
     creation_policy: CreationPolicy
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RolloutTarget:
     """A workload restarted when the Secret's data changes."""
 
@@ -103,7 +103,7 @@ class RolloutTarget:
     name: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class VaultSecretSpec:
     """A validated VaultSecret spec. The ``path`` form is normalised to a single source."""
 

@@ -83,7 +83,7 @@ def _log_extra(key: Key, reason: str | None = None) -> dict[str, str | None]:
     return {"vs_namespace": key[0], "vs_name": key[1], "reason": reason}
 
 
-@dataclass
+@dataclass(slots=True)
 class ObjectState:
     """What the operator remembers of one VaultSecret between syncs (no secret values)."""
 
