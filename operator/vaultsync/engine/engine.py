@@ -43,6 +43,7 @@ from vaultsync.core.shaping import SourceData, shape_secret
 from vaultsync.core.spec import AuthSpec, VaultSecretSpec, parse_spec
 from vaultsync.core.status import current_ready, now_rfc3339, ready_condition, status_patch
 from vaultsync.core.templates import CompiledTemplates, compile_templates
+from vaultsync.engine.cache import SecretCache
 from vaultsync.engine.queue import WorkQueue, run_workers
 from vaultsync.kube import events as ev
 from vaultsync.kube.client import ApiError, KubeClient
@@ -149,7 +150,7 @@ class Engine:
         self.recorder = recorder
         self.queue: WorkQueue[Key] = WorkQueue()
         self.objects: dict[Key, ObjectState] = {}
-        self.secrets: dict[Key, dict[str, Any]] = {}
+        self.secrets = SecretCache()
         self.secrets_synced = asyncio.Event()
         self.syncs_started = 0
         self.stopping = False
