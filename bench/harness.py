@@ -464,7 +464,7 @@ class Bench:
             deadline = time.monotonic() + self.config.timeout
             polls = 0
             # Listing N VaultSecrets costs the API server as much as hundreds of writes: list when the audit
-            # log shows a status write for every object (or every 10 s), so that polling does not slow the
+            # log shows a status write for every object (or every 30 s), so that polling does not slow the
             # sync it measures.
             statused: set[str] = set()
             offset, listed, fresh = self.kube_offset0, time.monotonic(), False
@@ -474,7 +474,7 @@ class Bench:
                         statused.add(write.name)
                         fresh = True
                 offset = self.kube_audit.next_offset
-                if not (len(statused) >= n and fresh) and time.monotonic() - listed < 10:
+                if not (len(statused) >= n and fresh) and time.monotonic() - listed < 30:
                     await asyncio.sleep(0.25)
                     continue
                 fresh = False
