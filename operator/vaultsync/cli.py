@@ -16,7 +16,7 @@ def _run(args: argparse.Namespace) -> int:
     import kopf
 
     from vaultsync import logs
-    from vaultsync.handlers import lifecycle, vaultsecrets  # noqa: F401 - registers the handlers
+    from vaultsync.handlers import lifecycle  # noqa: F401 - registers the handlers
 
     try:
         settings = load_settings(args)
