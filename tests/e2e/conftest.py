@@ -10,6 +10,7 @@ import pytest
 from kubernetes import client
 
 from tests.e2e.operator_process import OperatorProcess
+from tests.e2e.ops_support import own_namespace
 from vaultsync.devstack.demo import configure_operator_identity
 from vaultsync.devstack.operator_process import operator_env as devstack_operator_env
 from vaultsync.devstack.stack import LocalStack
@@ -89,3 +90,10 @@ class ValueFactory:
         value = f"{prefix}-{secrets.token_hex(8)}"
         self.registry.add(value)
         return value
+
+
+@pytest.fixture
+def own(kube_api: client.ApiClient) -> Iterator[str]:
+    """A fresh `p-<random>` namespace for an operator of the test's own (never the shared `t-*` ones)."""
+    with own_namespace(kube_api) as name:
+        yield name

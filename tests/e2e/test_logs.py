@@ -4,25 +4,17 @@ a VaultSecret), text for humans (naming the VaultSecret), and never a secret val
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from kubernetes import client
 
 from tests.e2e.conftest import ValueFactory, operator_env
 from tests.e2e.kube import create_vaultsecret, patch_vaultsecret, secret_data, wait_for, wait_ready
 from tests.e2e.operator_process import OperatorProcess
-from tests.e2e.ops_support import assert_no_values, own_namespace
+from tests.e2e.ops_support import assert_no_values
 from vaultsync.devstack.stack import LocalStack
 from vaultsync.devstack.vault_admin import VaultAdmin
-
-
-@pytest.fixture
-def own(kube_api: client.ApiClient) -> Iterator[str]:
-    with own_namespace(kube_api) as name:
-        yield name
 
 
 def exercise(

@@ -23,7 +23,7 @@ from tests.e2e.kube import (
     wait_ready,
 )
 from tests.e2e.operator_process import OperatorProcess
-from tests.e2e.ops_support import Sample, assert_no_values, own_namespace, parse_metrics, value
+from tests.e2e.ops_support import Sample, assert_no_values, parse_metrics, value
 from vaultsync import __version__
 from vaultsync.devstack import kube_admin
 from vaultsync.devstack.stack import LocalStack
@@ -55,12 +55,6 @@ ALLOWED_LABELS: dict[str, re.Pattern[str]] = {
     "version": re.compile(re.escape(__version__)),
     "le": re.compile(r"[0-9.e+]+|\+Inf"),
 }
-
-
-@pytest.fixture
-def own(kube_api: client.ApiClient) -> Iterator[str]:
-    with own_namespace(kube_api) as name:
-        yield name
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from kubernetes import client
 from tests.e2e.conftest import ValueFactory, operator_env
 from tests.e2e.kube import create_vaultsecret, patch_vaultsecret, secret_data, wait_for, wait_ready
 from tests.e2e.operator_process import OperatorProcess
-from tests.e2e.ops_support import assert_no_values, own_namespace, parse_metrics, value
+from tests.e2e.ops_support import assert_no_values, parse_metrics, value
 from tests.e2e.vault_audit import AuditLog
 from vaultsync.devstack.stack import LocalStack
 from vaultsync.devstack.vault_admin import VaultAdmin
@@ -28,12 +28,6 @@ POD_GRACE_SECONDS = yaml.safe_load((REPO / "deploy" / "base" / "deployment.yaml"
     "template"
 ]["spec"]["terminationGracePeriodSeconds"]
 SHUTDOWN_BOUND = 15.0
-
-
-@pytest.fixture
-def own(kube_api: client.ApiClient) -> Iterator[str]:
-    with own_namespace(kube_api) as name:
-        yield name
 
 
 @pytest.fixture
