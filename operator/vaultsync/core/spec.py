@@ -10,6 +10,7 @@ Unknown fields are ignored.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
@@ -24,6 +25,7 @@ __all__ = [
     "MAX_SOURCES",
     "RESERVED_METADATA_PREFIX",
     "ROLLOUT_KINDS",
+    "SYSTEM_MOUNTS",
     "AuthSpec",
     "RolloutTarget",
     "SourceSpec",
@@ -56,6 +58,9 @@ _MAX_PATH_LENGTH = 1024
 _MAX_MOUNT_LENGTH = 512
 MAX_SOURCES = 16
 """At most this many ``spec.sources`` (the CRD's ``maxItems``)."""
+SYSTEM_MOUNTS = ("sys", "auth", "identity", "cubbyhole")
+"""Vault's own mounts: never a VaultSecret's mount, nor anything under them (compared case-insensitively)."""
+_PATH_FORBIDDEN = frozenset("%\\?#")
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,11 +71,21 @@ class SourceSpec:
     path: str
     kv: KvVersion
     version: int | None
+    where: str = field(default="spec", compare=False)
+    """Where the source is written: ``spec`` (the path form) or ``spec.sources[i]``, for messages."""
 
     @property
     def label(self) -> str:
         """``mount/path``: the key in ``status.vaultVersion`` and the name used in messages."""
         return f"{self.mount}/{self.path}"
+
+    @property
+    def mount_field(self) -> str:
+        return f"{self.where}.mount"
+
+    @property
+    def kv_field(self) -> str:
+        return f"{self.where}.kv"
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,7 +203,15 @@ def _opt_list(spec: Mapping[str, Any], key: str, field_name: str) -> list[Any] |
 
 
 def _has_control_chars(text: str) -> bool:
-    return any(ord(c) < 0x20 or ord(c) == 0x7F for c in text)
+    """C0, DEL and C1 control characters (the CRD's ``\\x00-\\x1f\\x7f-\\x9f``)."""
+    return any(unicodedata.category(c) == "Cc" for c in text)
+
+
+def _check_header_value(value: str | None, field_name: str) -> str | None:
+    """Fields sent in HTTP headers or login bodies (role, audience, Vault namespace)."""
+    if value is not None and _has_control_chars(value):
+        raise _fail(f"{field_name} {_show(value)} contains control characters: remove them")
+    return value
 
 
 def _check_vault_path(value: Any, field_name: str, what: str, example: str) -> str:
@@ -204,13 +227,29 @@ def _check_vault_path(value: Any, field_name: str, what: str, example: str) -> s
             f"{field_name} {_show(value)} must not start or end with '/': write it like {example!r}"
             + (" (the mount goes in the mount field, not in the path)" if what == "path" else "")
         )
+    if _has_control_chars(value) or not _PATH_FORBIDDEN.isdisjoint(value):
+        raise _fail(
+            f"{field_name} {_show(value)} contains control characters, '%', '\\', '?' or '#', which a "
+            f"Vault {what} here may not hold: write it plainly like {example!r} (the operator "
+            "percent-encodes every segment itself)"
+        )
     if any(seg in ("", ".", "..") for seg in value.split("/")):
         raise _fail(
             f"{field_name} {_show(value)} has an empty, '.' or '..' segment: write it like {example!r}"
         )
-    if _has_control_chars(value) or "?" in value or "#" in value:
-        raise _fail(f"{field_name} {_show(value)} contains control characters, '?' or '#': remove them")
     return value
+
+
+def _check_mount(value: Any, field_name: str) -> str:
+    """A secrets engine mount: a Vault path that is not one of Vault's own mounts or under them."""
+    mount = _check_vault_path(value, field_name, "mount", "secret")
+    top = mount.split("/", 1)[0].lower()
+    if top in SYSTEM_MOUNTS:
+        raise _fail(
+            f"{field_name} {_show(mount)} is (or is under) Vault's own {top} mount, which a VaultSecret may "
+            "not read: set it to the KV secrets engine mount, e.g. 'secret'"
+        )
+    return mount
 
 
 def _check_kv(value: Any, field_name: str) -> KvVersion:
@@ -324,11 +363,9 @@ def _parse_sources(spec: Mapping[str, Any], default_mount: str) -> tuple[SourceS
     top_mount = spec.get("mount")
     top_kv = spec.get("kv")
     mount_default = (
-        _check_vault_path(top_mount, "spec.mount", "mount", "secret")
+        _check_mount(top_mount, "spec.mount")
         if top_mount is not None
-        else _check_vault_path(
-            default_mount, "the operator's default mount (VAULTSYNC_DEFAULT_MOUNT)", "mount", "secret"
-        )
+        else _check_mount(default_mount, "the operator's default mount (VAULTSYNC_DEFAULT_MOUNT)")
     )
     kv_default = _check_kv(top_kv, "spec.kv") if top_kv is not None else "v2"
 
@@ -374,13 +411,13 @@ def _parse_sources(spec: Mapping[str, Any], default_mount: str) -> tuple[SourceS
             )
         src_path = _check_vault_path(raw.get("path"), f"{where}.path", "path", "apps/shop/db")
         src_mount = (
-            _check_vault_path(raw.get("mount"), f"{where}.mount", "mount", "secret")
+            _check_mount(raw.get("mount"), f"{where}.mount")
             if raw.get("mount") is not None
             else mount_default
         )
         src_kv = _check_kv(raw.get("kv"), f"{where}.kv") if raw.get("kv") is not None else kv_default
         src_version = _check_version(raw.get("version"), src_kv, f"{where}.version", f"{where}.kv")
-        source = SourceSpec(mount=src_mount, path=src_path, kv=src_kv, version=src_version)
+        source = SourceSpec(mount=src_mount, path=src_path, kv=src_kv, version=src_version, where=where)
         if source.label in seen:
             raise _fail(
                 f"{where} reads {source.label}, which spec.sources[{seen[source.label]}] already reads: "
@@ -446,11 +483,15 @@ def _parse_auth(spec: Mapping[str, Any]) -> AuthSpec:
         _check_vault_path(mount, "spec.auth.mount", "auth mount", "kubernetes")
     return AuthSpec(
         service_account_name=sa,
-        role=_opt_nonempty_str(auth, "role", "spec.auth.role"),
+        role=_check_header_value(_opt_nonempty_str(auth, "role", "spec.auth.role"), "spec.auth.role"),
         method=method,
         mount=mount,
-        audience=_opt_nonempty_str(auth, "audience", "spec.auth.audience"),
-        vault_namespace=_opt_nonempty_str(auth, "vaultNamespace", "spec.auth.vaultNamespace"),
+        audience=_check_header_value(
+            _opt_nonempty_str(auth, "audience", "spec.auth.audience"), "spec.auth.audience"
+        ),
+        vault_namespace=_check_header_value(
+            _opt_nonempty_str(auth, "vaultNamespace", "spec.auth.vaultNamespace"), "spec.auth.vaultNamespace"
+        ),
     )
 
 

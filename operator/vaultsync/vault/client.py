@@ -3,25 +3,50 @@
 Logins (kubernetes and jwt auth methods share one request shape), token renewal and revocation, and KV v1/v2
 reads. Every failure becomes a `SyncError` with a stable reason and a message that never holds a token or a
 secret value: Vault's own error strings describe the request, not the data.
+
+Requests can reach only the endpoint they name: every path segment taken from a spec is percent-encoded
+(`encode_path`) and the URL is handed to aiohttp already encoded, so neither yarl nor aiohttp decodes `%2e`
+or drops dot segments again; redirects are never followed; answers are read up to `MAX_RESPONSE_BYTES`.
 """
 
 from __future__ import annotations
 
+import json as jsonlib
 import ssl
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
+from yarl import URL
 
 from vaultsync.core.errors import (
     AUTH_FAILED,
+    INVALID_DATA,
+    INVALID_SPEC,
     NOT_FOUND,
     PERMISSION_DENIED,
     VAULT_UNAVAILABLE,
     SyncError,
 )
+
+MAX_RESPONSE_BYTES = 4 * 1024 * 1024
+"""The most of one Vault answer that is read (a Kubernetes Secret holds at most 1 MiB)."""
+_CHUNK = 64 * 1024
+
+
+def encode_path(*parts: str) -> str:
+    """A Vault API path (without /v1/) from `parts`, each split on '/' and every segment percent-encoded
+    (`quote(segment, safe="")`: '%', '?', '#', ';', '+', spaces and non-ASCII all become %XX).
+
+    An empty, '.' or '..' segment is refused (ValueError) rather than sent: the spec parser refuses them
+    already, this keeps any other caller from building a request that a server would normalise."""
+    segments = [segment for part in parts for segment in part.split("/")]
+    if any(segment in ("", ".", "..") for segment in segments):
+        raise ValueError("a Vault path has an empty, '.' or '..' segment")
+    return "/".join(quote(segment, safe="") for segment in segments)
 
 
 @dataclass(frozen=True)
@@ -124,10 +149,18 @@ class VaultClient:
     """One aiohttp session to one Vault address, shared by every identity."""
 
     def __init__(
-        self, addr: str, *, cacert: str | None = None, namespace: str | None = None, timeout: float = 10.0
+        self,
+        addr: str,
+        *,
+        cacert: str | None = None,
+        namespace: str | None = None,
+        timeout: float = 10.0,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
     ) -> None:
         self.addr = addr.rstrip("/")
+        self._base = URL(self.addr)
         self.namespace = namespace
+        self.max_response_bytes = max_response_bytes
         self._ssl = _ssl_context(cacert) if addr.startswith("https") else None
         self._cacert = cacert
         self._timeout = aiohttp.ClientTimeout(total=timeout)
@@ -143,16 +176,52 @@ class VaultClient:
         if self._session is not None:
             await self._session.close()
 
+    def url(self, path: str, query: Mapping[str, str] | None = None) -> URL:
+        """The URL of an API path that `encode_path` made, taken as already encoded (never re-normalised)."""
+        url = self._base.with_path(f"{self._base.raw_path.rstrip('/')}/v1/{path}", encoded=True)
+        return url.with_query(query) if query else url
+
+    async def _read_json(self, response: aiohttp.ClientResponse, what: str) -> Any:
+        """The JSON body, read incrementally up to the size limit (Content-Length is not trusted: it may be
+        absent, wrong, or describe a compressed body)."""
+        if response.content_type != "application/json":
+            return None
+        limit = self.max_response_bytes
+        too_large = SyncError(
+            INVALID_DATA,
+            f"Vault's answer while {what} is larger than {limit:,} bytes, the most the operator reads "
+            "(a Kubernetes Secret holds at most 1 MiB): make the secret smaller or split it",
+        )
+        if response.content_length is not None and response.content_length > limit:
+            raise too_large
+        body = bytearray()
+        async for chunk in response.content.iter_chunked(_CHUNK):
+            body += chunk
+            if len(body) > limit:
+                raise too_large
+        try:
+            return jsonlib.loads(body)
+        except RecursionError:
+            raise SyncError(
+                INVALID_DATA, f"Vault's answer while {what} is nested too deeply to be read"
+            ) from None
+        except ValueError:
+            raise SyncError(
+                VAULT_UNAVAILABLE, f"Vault's answer while {what} is not valid JSON", retryable=True
+            ) from None
+
     async def _request(
         self,
         method: str,
         path: str,
         *,
+        query: Mapping[str, str] | None = None,
         token: str | None = None,
         namespace: str | None = None,
         json: Mapping[str, Any] | None = None,
         what: str,
     ) -> tuple[int, Any]:
+        """One request to `path`, a path made by `encode_path` (already percent-encoded)."""
         headers = {"X-Vault-Request": "true"}
         if token:
             headers["X-Vault-Token"] = token
@@ -161,12 +230,17 @@ class VaultClient:
             headers["X-Vault-Namespace"] = vault_namespace
         try:
             async with self._get_session().request(
-                method, f"{self.addr}/v1/{path}", headers=headers, json=json
+                method, self.url(path, query), headers=headers, json=json, allow_redirects=False
             ) as response:
-                body: Any = None
-                if response.content_type == "application/json":
-                    body = await response.json()
-                return response.status, body
+                if 300 <= response.status < 400:
+                    raise SyncError(
+                        VAULT_UNAVAILABLE,
+                        f"Vault at {self.addr} answered {response.status} (a redirect) while {what}; the "
+                        "operator does not follow redirects from Vault: set VAULT_ADDR to the address that "
+                        "serves the API (the active node, or a load balancer that forwards to it)",
+                        retryable=True,
+                    )
+                return response.status, await self._read_json(response, what)
         except aiohttp.ClientConnectorCertificateError as exc:
             raise SyncError(
                 VAULT_UNAVAILABLE,
@@ -213,9 +287,15 @@ class VaultClient:
         payload: dict[str, Any] = {"jwt": jwt}
         if role:
             payload["role"] = role
-        status, body = await self._request(
-            "POST", f"auth/{mount}/login", json=payload, namespace=namespace, what=what
-        )
+        try:
+            login_path = encode_path("auth", mount, "login")
+        except ValueError:
+            raise SyncError(
+                AUTH_FAILED,
+                f"the auth mount {mount!r} has an empty, '.' or '..' segment: "
+                "fix spec.auth.mount (default: the setting VAULTSYNC_AUTH_MOUNT)",
+            ) from None
+        status, body = await self._request("POST", login_path, json=payload, namespace=namespace, what=what)
         if status == 200 and isinstance(body, Mapping) and isinstance(body.get("auth"), Mapping):
             auth = body["auth"]
             return _token(str(auth["client_token"]), str(auth.get("accessor", "")), auth)
@@ -276,13 +356,17 @@ class VaultClient:
     ) -> KVSecret:
         """Reads one KV secret; the location (mount, path, version) appears in errors, never the data."""
         location = f"{mount}/{path}" + (f" version {version}" if version else "")
-        if kv == "v2":
-            api_path = f"{mount}/data/{path}" + (f"?version={version}" if version else "")
-        else:
-            api_path = f"{mount}/{path}"
+        try:
+            api_path = encode_path(mount, "data", path) if kv == "v2" else encode_path(mount, path)
+        except ValueError:
+            raise SyncError(
+                INVALID_SPEC,
+                f"the Vault path {location} has an empty, '.' or '..' segment: fix spec.mount and spec.path",
+            ) from None
+        query = {"version": str(version)} if kv == "v2" and version else None
         what = f"reading {location}"
         status, body = await self._request(
-            "GET", api_path, token=token.client_token, namespace=namespace, what=what
+            "GET", api_path, query=query, token=token.client_token, namespace=namespace, what=what
         )
         if status == 200 and isinstance(body, Mapping) and isinstance(body.get("data"), Mapping):
             if kv == "v2":
@@ -325,19 +409,34 @@ class VaultClient:
     async def mount_info(
         self, token: VaultToken, mount: str, *, namespace: str | None = None
     ) -> Mapping[str, Any] | None:
-        """What Vault tells this token about a secrets mount (type, options.version), or None when it
-        tells nothing (no such mount, or no access to it): for diagnostics."""
+        """What Vault tells this token about the mount that holds `mount` (`path`, `type`,
+        `options.version`), or None when it tells nothing (403/404: no such mount, or no access to it).
+        The answer's `path` is that of the enclosing mount, which for a path inside a mount is not
+        `mount/`. Raises SyncError when Vault is unavailable."""
+        what = f"looking up the mount {mount}"
+        try:
+            lookup_path = encode_path("sys/internal/ui/mounts", mount)
+        except ValueError:
+            raise SyncError(
+                INVALID_SPEC, f"the mount {mount!r} has an empty, '.' or '..' segment: fix spec.mount"
+            ) from None
         status, body = await self._request(
             "GET",
-            f"sys/internal/ui/mounts/{mount}",
+            lookup_path,
             token=token.client_token,
             namespace=namespace,
-            what=f"looking up the mount {mount}",
+            what=what,
         )
         if status == 200 and isinstance(body, Mapping) and isinstance(body.get("data"), Mapping):
             data: Mapping[str, Any] = body["data"]
             return data
-        return None
+        if status in (403, 404):
+            return None
+        if status >= 500 or status == 429:
+            raise self._unavailable(status, body, what)
+        raise SyncError(
+            VAULT_UNAVAILABLE, f"Vault answered {status} while {what}: {_errors_text(body)}", retryable=True
+        )
 
     async def health_detail(self) -> tuple[int, Mapping[str, Any]]:
         """Vault's sys/health answer: (HTTP status, body). Raises SyncError when Vault cannot be reached
@@ -348,7 +447,9 @@ class VaultClient:
     async def health(self) -> str:
         """`ok`, `sealed`, `standby` or `unreachable`: for readiness and diagnostics."""
         try:
-            status, _ = await self._request("GET", "sys/health?standbyok=true", what="checking health")
+            status, _ = await self._request(
+                "GET", "sys/health", query={"standbyok": "true"}, what="checking health"
+            )
         except SyncError:
             return "unreachable"
         return {200: "ok", 429: "standby", 473: "standby", 503: "sealed"}.get(status, "unreachable")

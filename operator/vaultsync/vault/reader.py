@@ -3,6 +3,9 @@
 Reads are keyed by (identity, mount, path, kv, version): concurrent requests for one key are made once, and
 the result is shared for a short moment so that syncs due together (fan-in sources, many VaultSecrets on one
 path) cost one Vault read. A 403 on a token that Vault no longer accepts logs in again once.
+
+Before the first read of a mount, `MountChecker` makes sure it is a KV mount of the stated version: nothing
+but KV data is ever read for a VaultSecret.
 """
 
 from __future__ import annotations
@@ -11,9 +14,11 @@ import asyncio
 import time
 from collections.abc import Callable
 
+from vaultsync.core.errors import NOT_FOUND, SyncError
 from vaultsync.core.spec import SourceSpec
 from vaultsync.vault.client import KVSecret, VaultForbidden, outcome_of
 from vaultsync.vault.identity import Identity, VaultSessions
+from vaultsync.vault.mounts import MountChecker
 
 ReadKey = tuple[Identity, str, str, str, int | None]
 ReadObserver = Callable[[str, float], None]
@@ -21,9 +26,15 @@ ReadObserver = Callable[[str, float], None]
 
 class SecretReader:
     def __init__(
-        self, sessions: VaultSessions, *, share_seconds: float = 1.0, on_read: ReadObserver | None = None
+        self,
+        sessions: VaultSessions,
+        *,
+        share_seconds: float = 1.0,
+        on_read: ReadObserver | None = None,
+        mounts: MountChecker | None = None,
     ) -> None:
         self.sessions = sessions
+        self.mounts = mounts or MountChecker(sessions.vault)
         self.share_seconds = share_seconds
         self._in_flight: dict[ReadKey, asyncio.Future[KVSecret]] = {}
         self._recent: dict[ReadKey, tuple[float, KVSecret]] = {}
@@ -68,23 +79,31 @@ class SecretReader:
     async def _read_once(self, identity: Identity, source: SourceSpec) -> KVSecret:
         for attempt in (1, 2):
             resolved, token = await self.sessions.token(identity)
+            namespace = resolved.vault_namespace
             started = time.monotonic()
             try:
+                await self.mounts.check(token, source, namespace=namespace)
+                started = time.monotonic()
                 result = await self.sessions.vault.read_kv(
                     token,
                     mount=source.mount,
                     path=source.path,
                     kv=source.kv,
                     version=source.version,
-                    namespace=resolved.vault_namespace,
+                    namespace=namespace,
                 )
             except VaultForbidden as exc:
+                # A 403 on the mount lookup or the read: the mount is checked again next time (it may have
+                # been replaced), and the token, which Vault may no longer accept, once now.
+                self.mounts.forget(namespace, source.mount)
                 self._on_read(outcome_of(exc), time.monotonic() - started)
                 if attempt == 1 and not await self.sessions.token_is_valid(resolved, token):
                     self.sessions.invalidate(resolved, token)
                     continue
                 raise
             except Exception as exc:
+                if isinstance(exc, SyncError) and exc.reason == NOT_FOUND:
+                    self.mounts.forget(namespace, source.mount)
                 self._on_read(outcome_of(exc), time.monotonic() - started)
                 raise
             self._on_read("ok", time.monotonic() - started)
