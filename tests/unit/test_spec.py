@@ -178,8 +178,8 @@ def test_duplicate_sources() -> None:
         ("apps//db", "empty, '.' or '..' segment"),
         ("apps/../other", "empty, '.' or '..' segment"),
         ("./apps", "empty, '.' or '..' segment"),
-        ("apps/db?version=1", "'?' or '#'"),
-        ("apps/db#x", "'?' or '#'"),
+        ("apps/db?version=1", "contains '?'"),
+        ("apps/db#x", "contains '#'"),
         ("apps/\ndb", "control characters"),
         (5, "spec.path must be a string"),
         (["a"], "spec.path must be a string"),
@@ -593,3 +593,114 @@ def test_is_dns_subdomain() -> None:
 def test_long_values_are_shortened_in_messages() -> None:
     err = invalid({"path": "/" + "x" * 500})
     assert len(err.message) < 300
+
+
+# --- issue 10 finding 1: no spec can reach another Vault endpoint; finding 9: header fields
+
+
+@pytest.mark.parametrize(
+    ("spec", "fragments"),
+    [
+        # The token exfiltration probes, exactly as reported.
+        (
+            {"mount": "auth/token", "kv": "v1", "path": "lookup-self", "keys": ["id"]},
+            ["spec.mount 'auth/token'", "Vault's own auth mount", "e.g. 'secret'"],
+        ),
+        ({"kv": "v1", "path": "%2e%2e/auth/token/lookup-self"}, ["spec.path", "contains '%'"]),
+        ({"path": "x/%2e%2e/%2e%2e/%2e%2e/auth/token/lookup-self"}, ["spec.path", "contains '%'"]),
+        ({"path": "x/%2E%2E/sys/mounts", "kv": "v1"}, ["spec.path", "contains '%'"]),
+        ({"path": "x/../../auth/token/lookup-self"}, ["spec.path", "'..'"]),
+        ({"path": "x\\..\\..\\auth"}, ["spec.path", "contains '\\\\'"]),
+        ({"path": "lookup-self?x=1"}, ["spec.path", "contains '?'"]),
+        ({"path": "a#/../../sys"}, ["spec.path", "contains '#'"]),
+        ({"path": "a/\x00/b"}, ["spec.path", "a control character (U+0000)"]),
+        ({"path": "a\x7fb"}, ["spec.path", "(U+007F)"]),
+        ({"path": "a\x85b"}, ["spec.path", "(U+0085)"]),
+        ({"path": "a\r\nX-Vault-Token: x"}, ["spec.path", "(U+000D)"]),
+        ({"path": "a", "mount": "secret%2f..%2fsys"}, ["spec.mount", "contains '%'"]),
+        ({"path": "a", "mount": "sec%72et"}, ["spec.mount", "contains '%'"]),
+        ({"path": "a", "mount": "secret/.."}, ["spec.mount", "'..' segment"]),
+        ({"sources": [{"path": "a", "mount": "x/%2e%2e"}]}, ["spec.sources[0].mount", "contains '%'"]),
+        ({"sources": [{"path": "ok"}, {"path": "%2e%2e/x"}]}, ["spec.sources[1].path", "contains '%'"]),
+    ],
+)
+def test_hostile_paths_are_refused(spec: dict[str, Any], fragments: list[str]) -> None:
+    invalid(spec, *fragments)
+
+
+@pytest.mark.parametrize(
+    "mount",
+    [
+        "sys",
+        "SYS",
+        "Sys/mounts",
+        "sys/internal/ui",
+        "auth",
+        "auth/token",
+        "AUTH/Token",
+        "auth/kubernetes",
+        "identity",
+        "identity/entity",
+        "IdEnTiTy",
+        "cubbyhole",
+        "cubbyhole/x",
+        "CubbyHole",
+    ],
+)
+def test_system_mounts_are_refused(mount: str) -> None:
+    invalid({"path": "a", "mount": mount}, "spec.mount", "Vault's own", "KV secrets engine mount")
+    invalid({"sources": [{"path": "a", "mount": mount}]}, "spec.sources[0].mount", "Vault's own")
+    invalid(
+        {"path": "a"},
+        "the operator's default mount (VAULTSYNC_DEFAULT_MOUNT)",
+        "Vault's own",
+        default_mount=mount,
+    )
+
+
+@pytest.mark.parametrize("mount", ["system", "authx", "my/sys", "kv/auth", "identityx", "cubby", "secret"])
+def test_mounts_that_only_look_like_system_mounts_are_fine(mount: str) -> None:
+    assert parse({"path": "a", "mount": mount}).sources[0].mount == mount
+
+
+@pytest.mark.parametrize("path", ["a b/c", "ä/€", "a+b;c=d&e", "a/...", "a/..b", "a/.hidden", "~x", "a@b:c"])
+def test_plain_paths_with_unusual_characters_are_accepted(path: str) -> None:
+    assert parse({"path": path}).sources[0].path == path
+
+
+@pytest.mark.parametrize(
+    "mount", ["%2e%2e", "jwt/../token", "a\\b", "k8s?x", "k8s#x", "k8s\nx", "k8s/", "/k8s", "a//b"]
+)
+def test_hostile_auth_mounts_are_refused(mount: str) -> None:
+    invalid({"path": "a", "auth": {"mount": mount}}, "spec.auth.mount")
+
+
+@pytest.mark.parametrize("name", ["role", "audience", "vaultNamespace"])
+@pytest.mark.parametrize(
+    "value", ["team\r\nX-Vault-Token: s.x", "a\x00b", "a\tb", "a\x7f", "a\x85b", "\x1b[31m"]
+)
+def test_header_fields_refuse_control_characters(name: str, value: str) -> None:
+    err = invalid({"path": "a", "auth": {name: value}}, f"spec.auth.{name}", "control characters")
+    assert "\r" not in err.message and "\n" not in err.message and "\x00" not in err.message
+
+
+def test_header_fields_accept_plain_text() -> None:
+    auth = parse(
+        {"path": "a", "auth": {"role": "shop reader", "audience": "vault", "vaultNamespace": "ä/b"}}
+    ).auth
+    assert (auth.role, auth.audience, auth.vault_namespace) == ("shop reader", "vault", "ä/b")
+
+
+def test_refusals_show_only_a_short_rendering_of_the_value() -> None:
+    err = invalid({"path": "%" + "x" * 900}, "spec.path")
+    assert "x" * 100 not in err.message
+    assert len(err.message) < 400
+
+
+def test_sources_say_where_they_are_written() -> None:
+    assert parse({"path": "a"}).sources[0].mount_field == "spec.mount"
+    spec = parse({"sources": [{"path": "a"}, {"path": "b", "kv": "v1"}]})
+    assert [s.mount_field for s in spec.sources] == ["spec.sources[0].mount", "spec.sources[1].mount"]
+    assert spec.sources[1].kv_field == "spec.sources[1].kv"
+    # Where a source is written does not make it another source.
+    assert SourceSpec("m", "p", "v2", None, where="spec.sources[3]") == SourceSpec("m", "p", "v2", None)

@@ -227,10 +227,12 @@ def _check_vault_path(value: Any, field_name: str, what: str, example: str) -> s
             f"{field_name} {_show(value)} must not start or end with '/': write it like {example!r}"
             + (" (the mount goes in the mount field, not in the path)" if what == "path" else "")
         )
-    if _has_control_chars(value) or not _PATH_FORBIDDEN.isdisjoint(value):
+    bad = next((c for c in value if c in _PATH_FORBIDDEN or _has_control_chars(c)), None)
+    if bad is not None:
+        found = f"a control character (U+{ord(bad):04X})" if _has_control_chars(bad) else repr(bad)
         raise _fail(
-            f"{field_name} {_show(value)} contains control characters, '%', '\\', '?' or '#', which a "
-            f"Vault {what} here may not hold: write it plainly like {example!r} (the operator "
+            f"{field_name} {_show(value)} contains {found}: a Vault {what} here may not hold '%', '\\', "
+            f"'?', '#' or control characters; write it plainly like {example!r} (the operator "
             "percent-encodes every segment itself)"
         )
     if any(seg in ("", ".", "..") for seg in value.split("/")):
