@@ -1,4 +1,4 @@
-"""A small fake Vault on a real aiohttp server on 127.0.0.1 that records the raw request line of every request.
+"""A small fake Vault: a real aiohttp server on 127.0.0.1 recording the raw request line of each request.
 
 It serves logins (`.../login`), `auth/token/lookup-self`, `sys/internal/ui/mounts/<path>` from a mount table,
 and KV v1/v2 reads under the table's KV mounts. `override` lets a test answer one raw path its own way.
@@ -21,7 +21,7 @@ from vaultsync.vault.client import VaultClient
 from vaultsync.vault.identity import ServiceAccountJwts, TokenFileJwt, VaultSessions
 
 Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
-FAKE_TOKEN = "s.fakeclienttoken0000000000"  # noqa: S105
+FAKE_TOKEN = "s.fakeclienttoken0000000000"
 
 
 @dataclass
