@@ -14,6 +14,11 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from vaultsync.core.errors import SyncError
+from vaultsync.core.spec import parse_spec
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CRD_FILE = REPO_ROOT / "crds" / "vaultsecrets.yaml"
@@ -426,3 +431,109 @@ def test_secret_mac_pattern(status: Schema) -> None:
 )
 def test_condition_reason_pattern(status: Schema, value: str, ok: bool) -> None:
     assert matches(status["properties"]["conditions"]["items"]["properties"]["reason"], value) is ok
+
+
+# ------------------------------------------------------ issue 10: no spec reaches another Vault endpoint
+
+HOSTILE_PATHS = [
+    "%2e%2e/auth/token/lookup-self",
+    "x/%2e%2e/%2e%2e/%2e%2e/auth/token/lookup-self",
+    "x/%2E%2E/sys",
+    "a%2fb",
+    "x\\..\\..\\auth",
+    "lookup-self?x=1",
+    "a#/../../sys",
+    "a/\x00/b",
+    "a\tb",
+    "a\x7fb",
+    "a\x85b",
+    "a\r\nX-Vault-Token: x",
+]
+SYSTEM_MOUNTS = ["sys", "SYS", "Sys/mounts", "auth", "auth/token", "AUTH/Token", "identity", "IdEnTiTy/x"]
+SYSTEM_MOUNTS += ["cubbyhole", "CubbyHole/x"]
+MOUNT_FIELDS = ("mount", "sources[].mount")
+
+
+def _field(spec: Schema, name: str) -> Schema:
+    if name.startswith("sources[]."):
+        node: Schema = spec["properties"]["sources"]["items"]["properties"][name.removeprefix("sources[].")]
+        return node
+    if name.startswith("auth."):
+        node = spec["properties"]["auth"]["properties"][name.removeprefix("auth.")]
+        return node
+    node = spec["properties"][name]
+    return node
+
+
+def go_search(pattern: str, value: str) -> bool:
+    """RE2's search: `$` is the end of the text (Python's `$` also matches before a final newline)."""
+    return re.search(pattern.replace("$", r"\Z"), value) is not None
+
+
+def crd_accepts(node: Schema, value: str) -> bool:
+    """What the API server decides for one string field: length, pattern and `not: {pattern}`."""
+    if not node.get("minLength", 0) <= len(value) <= node.get("maxLength", 10**9):
+        return False
+    if "pattern" in node and not go_search(node["pattern"], value):
+        return False
+    denied = (node.get("not") or {}).get("pattern")
+    return not (denied and go_search(denied, value))
+
+
+@pytest.mark.parametrize("value", HOSTILE_PATHS)
+@pytest.mark.parametrize(
+    "name", ["path", "sources[].path", "mount", "sources[].mount", "auth.mount", "auth.vaultNamespace"]
+)
+def test_hostile_paths_are_refused_at_apply_time(spec: Schema, name: str, value: str) -> None:
+    assert not crd_accepts(_field(spec, name), value)
+
+
+@pytest.mark.parametrize("value", SYSTEM_MOUNTS)
+@pytest.mark.parametrize("name", MOUNT_FIELDS)
+def test_system_mounts_are_refused_at_apply_time(spec: Schema, name: str, value: str) -> None:
+    node = _field(spec, name)
+    assert matches(node, value)  # a well-formed path ...
+    assert not crd_accepts(node, value)  # ... refused by the deny-list
+
+
+@pytest.mark.parametrize("value", ["secret", "system", "authx", "my/sys", "kv/auth", "cubby", "team/kv"])
+@pytest.mark.parametrize("name", MOUNT_FIELDS)
+def test_ordinary_mounts_are_accepted(spec: Schema, name: str, value: str) -> None:
+    assert crd_accepts(_field(spec, name), value)
+
+
+@pytest.mark.parametrize("name", ["auth.role", "auth.audience", "auth.vaultNamespace"])
+@pytest.mark.parametrize("value", ["team\r\nX-Vault-Token: s.x", "a\x00b", "a\tb", "a\x7f", "a\x85b"])
+def test_header_fields_refuse_control_characters(spec: Schema, name: str, value: str) -> None:
+    assert not crd_accepts(_field(spec, name), value)
+
+
+@pytest.mark.parametrize("name", ["auth.role", "auth.audience"])
+def test_header_fields_accept_plain_text(spec: Schema, name: str) -> None:
+    assert crd_accepts(_field(spec, name), "shop reader ä/€")
+
+
+_ALPHABET = st.sampled_from(["a", "Z", "/", ".", "%", "?", "#", "\\", " ", "\x00", "\n", "\x7f", "\x85", "ä"])
+_TEXT = st.lists(_ALPHABET, max_size=12).map("".join) | st.sampled_from(SYSTEM_MOUNTS + HOSTILE_PATHS)
+
+
+@settings(max_examples=400, deadline=None)
+@given(value=_TEXT)
+def test_the_crd_and_the_parser_agree_on_paths_and_mounts(spec: Schema, value: str) -> None:
+    """The schema refuses at apply time exactly what the operator refuses as InvalidSpec."""
+
+    def parser_accepts(fields: dict[str, Any]) -> bool:
+        try:
+            parse_spec(fields, name="x", default_mount="secret")
+        except SyncError:
+            return False
+        return True
+
+    assert crd_accepts(_field(spec, "path"), value) == parser_accepts({"path": value})
+    assert crd_accepts(_field(spec, "mount"), value) == parser_accepts({"path": "a", "mount": value})
+    assert crd_accepts(_field(spec, "sources[].mount"), value) == parser_accepts(
+        {"sources": [{"path": "a", "mount": value}]}
+    )
+    assert crd_accepts(_field(spec, "auth.mount"), value) == parser_accepts(
+        {"path": "a", "auth": {"mount": value}}
+    )
