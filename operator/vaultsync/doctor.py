@@ -26,7 +26,7 @@ from typing import Any
 
 import jwt as pyjwt
 
-from vaultsync.core.errors import NOT_FOUND, PERMISSION_DENIED, SyncError
+from vaultsync.core.errors import INVALID_SPEC, NOT_FOUND, PERMISSION_DENIED, SyncError
 from vaultsync.core.spec import KvVersion, SourceSpec
 from vaultsync.kube.client import ApiError, KubeClient
 from vaultsync.kube.credentials import connection
@@ -361,7 +361,7 @@ class Doctor:
             result = await reader.read(identity, source, fresh=True)
         except SyncError as exc:
             hint = ""
-            if exc.reason in (NOT_FOUND, PERMISSION_DENIED):
+            if exc.reason in (NOT_FOUND, PERMISSION_DENIED, INVALID_SPEC):
                 try:
                     info = await sessions.vault.mount_info(
                         token, source.mount, namespace=identity.vault_namespace
