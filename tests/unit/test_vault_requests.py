@@ -301,7 +301,8 @@ async def test_no_visibility_is_permission_denied_naming_the_policy(tmp_path: Pa
     assert isinstance(error, SyncError)
     assert error.reason == PERMISSION_DENIED
     assert "spec.mount" in error.message
-    assert "policies must allow 'read' on the path" in error.message
+    assert "the role's policies must allow 'read' on secret/data/apps/db" in error.message
+    assert "no mount at secret: check spec.mount too" in error.message
     assert "secret/data/apps/db" in error.message
     assert vault.reads() == []
 

@@ -108,9 +108,9 @@ class MountChecker:
         if info is None:
             raise VaultForbidden(
                 PERMISSION_DENIED,
-                f"Vault shows this identity no mount at {mount} ({field}): check the mount's name, and the "
-                f"role's policies must allow 'read' on the path ({source.label} is read at "
-                f"{mount}/{'data/' if source.kv == 'v2' else ''}{source.path})",
+                f"Vault denied reading {source.label}: the role's policies must allow 'read' on "
+                f"{mount}/{'data/' if source.kv == 'v2' else ''}{source.path} (Vault shows this identity "
+                f"no mount at {mount}: check {field} too)",
             )
         path = str(info.get("path") or "")
         if path != f"{mount}/":
