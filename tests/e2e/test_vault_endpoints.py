@@ -9,8 +9,11 @@ that nothing but the mount lookups and KV data reads were requested with the ten
 
 from __future__ import annotations
 
+import asyncio
+import secrets
 from typing import Any
 
+import hvac
 import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -19,9 +22,13 @@ from tests.e2e.conftest import ValueFactory
 from tests.e2e.kube import create_vaultsecret, get_secret, secret_data, wait_ready
 from tests.e2e.operator_process import OperatorProcess
 from tests.e2e.vault_audit import AuditLog
+from vaultsync.core.errors import SyncError
+from vaultsync.core.spec import SourceSpec
 from vaultsync.devstack import kube_admin
 from vaultsync.devstack.stack import LocalStack
 from vaultsync.devstack.vault_admin import VaultAdmin
+from vaultsync.vault.client import VaultClient, VaultToken
+from vaultsync.vault.mounts import MountChecker
 
 INVALID_SPEC = "InvalidSpec"
 TRANSIT = "transit-ep"
@@ -163,3 +170,33 @@ def test_mounts_that_are_not_the_stated_kv_engine_are_invalid_spec_and_never_rea
     assert lookups <= {
         f"sys/internal/ui/mounts/{m}" for m in ("secret", "kv1", TRANSIT, "secret/data", "secret/metadata")
     }
+
+
+def test_the_mount_check_inside_an_openbao_namespace(stack: LocalStack, vault_admin: VaultAdmin) -> None:
+    """OpenBao answers sys/internal/ui/mounts/<mount> in a namespace with the mount's path relative to the
+    namespace: the check accepts the namespace's own KV mount and refuses a path inside it."""
+    vault_namespace = f"ep-{secrets.token_hex(3)}"
+    vault_admin.client.adapter.post(f"/v1/sys/namespaces/{vault_namespace}")
+    inside = hvac.Client(url=stack.vault_addr, token=stack.vault_root_token, namespace=vault_namespace)
+    inside.sys.enable_secrets_engine("kv", path="teamkv", options={"version": "2"})
+    root = VaultToken(
+        client_token=stack.vault_root_token, accessor="", lease_duration=0, renewable=False, obtained_at=0
+    )
+
+    async def check(mount: str, kv: str, namespace: str | None) -> str:
+        client = VaultClient(stack.vault_addr)
+        try:
+            source = SourceSpec(mount=mount, path="p", kv=kv, version=None)  # type: ignore[arg-type]
+            await MountChecker(client).check(root, source, namespace=namespace)
+            return "ok"
+        except SyncError as exc:
+            return f"{exc.reason}: {exc.message}"
+        finally:
+            await client.close()
+
+    assert asyncio.run(check("teamkv", "v2", vault_namespace)) == "ok"
+    assert asyncio.run(check("teamkv", "v1", vault_namespace)).startswith(f"{INVALID_SPEC}: spec.kv is v1")
+    inside_a_mount = asyncio.run(check("teamkv/data", "v1", vault_namespace))
+    assert "is not a mount but a path inside the mount 'teamkv'" in inside_a_mount
+    # The namespace's mount is not the root namespace's.
+    assert asyncio.run(check("teamkv", "v2", None)).startswith("PermissionDenied")
