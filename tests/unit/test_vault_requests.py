@@ -351,3 +351,16 @@ async def test_concurrent_reads_of_one_mount_share_one_lookup() -> None:
         finally:
             await client.close()
     assert vault.lookups() == ["/v1/sys/internal/ui/mounts/secret"]
+
+
+@pytest.mark.parametrize("mount", ["auth/token", "sys", "Identity", "cubbyhole/x"])
+async def test_the_checker_refuses_system_mounts_without_asking_vault(mount: str, tmp_path: Path) -> None:
+    """Defence in depth for callers that build a SourceSpec without the parser (doctor)."""
+    vault = FakeVault()
+    _, [error] = await _reader_read(vault, tmp_path, source(mount, kv="v1", path="lookup-self"))
+    assert isinstance(error, SyncError)
+    assert error.reason == INVALID_SPEC
+    assert "Vault's own mounts" in error.message
+    assert vault.lookups() == []
+    assert vault.reads() == []
+    assert "/v1/auth/token/lookup-self" not in vault.raw_paths()

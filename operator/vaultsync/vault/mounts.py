@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from vaultsync.core.errors import INVALID_SPEC, PERMISSION_DENIED, SyncError
-from vaultsync.core.spec import SourceSpec
+from vaultsync.core.spec import SYSTEM_MOUNTS, SourceSpec
 from vaultsync.vault.client import VaultClient, VaultForbidden, VaultToken
 
 KV_TYPES = frozenset({"kv", "generic"})
@@ -65,6 +65,13 @@ class MountChecker:
         """Returns when `source.mount` is a KV mount of version `source.kv`; else raises SyncError
         (InvalidSpec: not a KV mount, other version, a path inside a mount; PermissionDenied: Vault shows
         this token nothing of the mount)."""
+        if source.mount.split("/", 1)[0].lower() in SYSTEM_MOUNTS:
+            # The parser refuses these already; callers that build a SourceSpec themselves (doctor) too.
+            raise SyncError(
+                INVALID_SPEC,
+                f"{source.mount_field} {source.mount!r} is (or is under) one of Vault's own mounts, "
+                "which a VaultSecret may not read: set it to a KV secrets engine mount",
+            )
         key = self._key(namespace, source.mount)
         known = self._known.get(key)
         if known is not None and self._clock() - known[0] < self.ttl:
