@@ -3,6 +3,7 @@ mount check that comes before the first read (issue 10, finding 1)."""
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 from pathlib import Path
@@ -192,18 +193,21 @@ async def test_content_length_over_the_limit_is_refused_before_reading() -> None
     assert (await _read_with(big, limit=10_000)).reason == INVALID_DATA
 
 
-async def test_an_answer_under_the_limit_is_read() -> None:
+@pytest.mark.parametrize("size", [5_000, 1_500_000])  # parsed on the loop / in a worker thread
+async def test_an_answer_under_the_limit_is_read(size: int) -> None:
     async def fine(request: web.BaseRequest) -> web.StreamResponse:
-        return web.Response(body=_big_json(5_000), content_type="application/json")
+        return web.Response(body=_big_json(size), content_type="application/json")
 
     vault = FakeVault(overrides={"/v1/secret/data/big": fine})
     async with fake_vault(vault) as (_, addr):
-        client = VaultClient(addr, max_response_bytes=10_000)
+        client = VaultClient(addr, max_response_bytes=2 * size)
         try:
-            secret = await client.read_kv(TOKEN, mount="secret", path="big", kv="v2")
+            secrets = await asyncio.gather(
+                *(client.read_kv(TOKEN, mount="secret", path="big", kv="v2") for _ in range(3))
+            )
         finally:
             await client.close()
-    assert len(secret.data["k"]) == 5_000
+    assert [len(secret.data["k"]) for secret in secrets] == [size] * 3
 
 
 async def test_deeply_nested_json_is_invalid_data() -> None:
@@ -339,8 +343,6 @@ async def test_the_cache_expires_after_its_ttl() -> None:
 
 
 async def test_concurrent_reads_of_one_mount_share_one_lookup() -> None:
-    import asyncio
-
     async with fake_vault() as (vault, addr):
         client = VaultClient(addr)
         checker = MountChecker(client)

@@ -11,6 +11,7 @@ or drops dot segments again; redirects are never followed; answers are read up t
 
 from __future__ import annotations
 
+import asyncio
 import json as jsonlib
 import ssl
 import time
@@ -35,6 +36,9 @@ from vaultsync.core.errors import (
 MAX_RESPONSE_BYTES = 4 * 1024 * 1024
 """The most of one Vault answer that is read (a Kubernetes Secret holds at most 1 MiB)."""
 _CHUNK = 64 * 1024
+_BIG_BODY = 256 * 1024
+"""Answers larger than this are parsed in a worker thread, one at a time: parsing 4 MiB of nested JSON takes
+tens to hundreds of milliseconds and up to ~20 times its size in Python objects."""
 
 
 def encode_path(*parts: str) -> str:
@@ -165,6 +169,7 @@ class VaultClient:
         self._cacert = cacert
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
+        self._big_parses = asyncio.Semaphore(1)
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -200,7 +205,10 @@ class VaultClient:
             if len(body) > limit:
                 raise too_large
         try:
-            return jsonlib.loads(body)
+            if len(body) <= _BIG_BODY:
+                return jsonlib.loads(body)
+            async with self._big_parses:
+                return await asyncio.to_thread(jsonlib.loads, body)
         except RecursionError:
             raise SyncError(
                 INVALID_DATA, f"Vault's answer while {what} is nested too deeply to be read"
