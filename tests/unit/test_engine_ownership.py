@@ -426,3 +426,36 @@ def test_the_merge_finalizer_goes_once_an_owner_write_succeeds(world: World) -> 
         assert MERGE_FINALIZER not in world.engine.objects[KEY].meta["finalizers"]
 
     run(go())
+
+
+def test_a_standby_follows_the_leaders_status_mac_and_restores_the_latest_data(world: World) -> None:
+    """A standby never writes: a rotation by the leader is not drift there, keeps no stale copy aside, and a
+    restore after a takeover writes the leader's latest data, not older data."""
+
+    async def go() -> None:
+        leader = World()
+        try:
+            leader.vaultsecret({"path": "apps/db"})
+            await leader.sync()
+            world.kube = leader.kube  # the same cluster, seen by the standby through its watches
+            world.engine.kube = cast(Any, leader.kube)
+            world.vaultsecret({"path": "apps/db"}, status=leader.kube.status)
+            world.watch("ADDED")
+            leader.reader.data["password"] = "rotated"
+            leader.vaultsecret({"path": "apps/db"})
+            await leader.sync()
+            world.watch("MODIFIED")  # the Secret's event comes before the status's
+            world.generation = 1
+            world.vaultsecret({"path": "apps/db"}, status=leader.kube.status)
+            assert world.engine.objects[KEY].written_mac == leader.kube.status["secretMAC"]
+            assert world.engine.secrets.kept_aside() == 0
+        finally:
+            leader.engine.template_pool.shutdown()
+        # Takeover while Vault is sealed; the Secret is deleted by hand.
+        world.reader.down = True
+        del world.kube.secrets["db"]
+        world.watch("DELETED")
+        await world.sync()
+        assert data_of(world.kube.secrets["db"]) == {"password": b"rotated", "user": b"app"}
+
+    run(go())

@@ -188,7 +188,9 @@ class Engine:
             self._count_ready(state.ready, 1)
             self.queue.add(key)
             return
+        seen_mac = state.status.get("secretMAC")
         state.body = trimmed
+        self._follow_status_mac(key, state, seen_mac)
         # Another replica (the leader) writes the status: follow its Ready in vaultsync_vaultsecrets.
         observed = (current_ready(trimmed["status"]) or {}).get("status", "Unknown")
         if observed != state.ready:
@@ -242,6 +244,27 @@ class Engine:
             self.queue.add(key)
         else:
             self.secrets.forget_last_synced(skey)
+
+    def _follow_status_mac(self, key: Key, state: ObjectState, seen_mac: str | None) -> None:
+        """A standby replica never writes: what the Secret should hold is what the leader's status says.
+        Follow status.secretMAC while this replica wrote nothing newer (written_mac is still the last MAC
+        seen), so that a rotation by the leader is not taken for drift here (and no stale copy is kept
+        aside, or restored after a takeover)."""
+        status_mac = state.status.get("secretMAC")
+        if status_mac == seen_mac or state.written_mac != seen_mac or not isinstance(status_mac, str):
+            return
+        state.written_mac = status_mac
+        target = state.target_name
+        if target is None:
+            return
+        skey: Key = (key[0], target)
+        if self.secrets.last_synced(skey) is None:
+            return
+        current = self.secrets.get(skey)
+        policy = ((state.body.get("spec") or {}).get("target") or {}).get("creationPolicy", "Owner")
+        probe = DesiredSecret(target, "", {}, {}, {}, policy)
+        if current is not None and self._holds_written(key, state, our_data(current, probe)):
+            self.secrets.forget_last_synced(skey)  # the "drift" was the leader's own write
 
     # MACs -------------------------------------------------------------------------------------------------
     def _object_mac_key(self, namespace: str, uid: str | None) -> bytes:
