@@ -43,7 +43,7 @@ from tests.e2e.sync_support import (
     wait_for_event,
     wait_for_reads,
 )
-from vaultsync.core.mac import secret_mac
+from vaultsync.core.mac import object_mac_key, secret_mac
 from vaultsync.devstack.demo import OPERATOR_NAMESPACE
 from vaultsync.devstack.stack import LocalStack
 from vaultsync.devstack.vault_admin import VaultAdmin
@@ -211,7 +211,8 @@ def test_unchanged_refreshes_write_nothing_and_the_mac_is_keyed(
     assert vs_after["status"] == vs_before["status"]
     assert operator_writes(stack, namespace, since=mark) == []
 
-    # status.secretMAC is HMAC-SHA256 keyed with the key in the operator's namespace, not a plain hash.
+    # status.secretMAC is HMAC-SHA256 keyed with this object's key, derived from the key in the operator's
+    # namespace (issue 10, finding 8), not a plain hash and not the master key itself.
     key_secret = get_secret(kube_api, OPERATOR_NAMESPACE, MAC_KEY_SECRET)
     assert key_secret is not None, "the HMAC key Secret exists in the operator's namespace"
     key = base64.b64decode((key_secret.data or {})["key"])
@@ -219,7 +220,8 @@ def test_unchanged_refreshes_write_nothing_and_the_mac_is_keyed(
     data = secret_data(kube_api, namespace, "quiet") or {}
     mac = vs_after["status"]["secretMAC"]
     assert mac.startswith("hmac-sha256:")
-    assert mac == secret_mac(key, data)
+    assert mac == secret_mac(object_mac_key(key, namespace, vs_after["metadata"]["uid"]), data)
+    assert mac != secret_mac(key, data)
     plain = [
         hashlib.sha256(json.dumps({k: v.decode() for k, v in data.items()}, sort_keys=True).encode()),
         hashlib.sha256(b"".join(k.encode() + v for k, v in sorted(data.items()))),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import secrets
 from collections.abc import Iterator
 
@@ -282,6 +283,110 @@ def test_changing_the_target_name_writes_the_new_secret_and_deletes_the_old_one(
         what="the status to name the new Secret",
     )
     assert secret_data(kube_api, namespace, "kept") == {"value": value.encode()}
+
+
+def _shape(api: client.ApiClient, namespace: str, name: str) -> tuple[object, ...]:
+    secret = get_secret(api, namespace, name)
+    assert secret is not None
+    refs = [(r.kind, r.name, r.uid) for r in secret.metadata.owner_references or []]
+    digests = {k: hashlib.sha256(str(v).encode()).hexdigest() for k, v in (secret.data or {}).items()}
+    return (secret.metadata.uid, secret.metadata.resource_version, secret.type, digests, refs)
+
+
+@pytest.mark.parametrize("policy", ["Owner", "Orphan"])
+def test_a_merge_target_is_never_taken_over_by_switching_the_policy(
+    kube_api: client.ApiClient,
+    vault_admin: VaultAdmin,
+    namespace: str,
+    new_value: ValueFactory,
+    policy: str,
+) -> None:
+    """Issue 10, finding 5: Merge into a foreign Secret, then creationPolicy Owner/Orphan: TargetConflict, and
+    the Secret (their keys, its type, its ownerReferences) stays byte-identical."""
+    path = f"e2e/{namespace}/taker"
+    vault_admin.kv_put(path, {"token": new_value()})
+    core = client.CoreV1Api(kube_api)
+    holder = core.create_namespaced_config_map(namespace, {"metadata": {"name": f"holder-{policy.lower()}"}})
+    name = f"victim-{policy.lower()}"
+    core.create_namespaced_secret(
+        namespace,
+        {
+            "metadata": {
+                "name": name,
+                "ownerReferences": [
+                    {
+                        "apiVersion": "v1",
+                        "kind": "ConfigMap",
+                        "name": holder.metadata.name,
+                        "uid": holder.metadata.uid,
+                    }
+                ],
+            },
+            "type": "kubernetes.io/basic-auth",
+            "data": {"username": _b64("admin"), "password": _b64("theirs")},
+        },
+    )
+    vs_name = f"taker-{policy.lower()}"
+    create_vaultsecret(
+        kube_api, namespace, vs_name, {"path": path, "target": {"name": name, "creationPolicy": "Merge"}}
+    )
+    wait_ready(kube_api, namespace, vs_name)
+    merged = _shape(kube_api, namespace, name)
+    assert set(merged[3]) == {"username", "password", "token"}  # type: ignore[arg-type]
+
+    patch_vaultsecret(kube_api, namespace, vs_name, {"spec": {"target": {"creationPolicy": policy}}})
+    condition = wait_ready(kube_api, namespace, vs_name, status="False", reason="TargetConflict", timeout=20)
+    assert "first written by creationPolicy: Merge" in condition["message"]
+    assert wait_for_event(kube_api, namespace, vs_name, "TargetConflict").type == "Warning"
+    assert _shape(kube_api, namespace, name) == merged
+
+    # Deleting the VaultSecret still removes only our key (the Merge cleanup finalizer stayed).
+    delete_vaultsecret(kube_api, namespace, vs_name)
+    wait_for(lambda: _gone(kube_api, namespace, vs_name), timeout=30, what="the finalizer to be removed")
+    assert secret_data(kube_api, namespace, name) == {"username": b"admin", "password": b"theirs"}
+
+
+def test_merge_into_a_service_account_token_secret_is_a_target_conflict(
+    kube_api: client.ApiClient, vault_admin: VaultAdmin, namespace: str, new_value: ValueFactory
+) -> None:
+    path = f"e2e/{namespace}/sa"
+    vault_admin.kv_put(path, {"token": new_value()})
+    core = client.CoreV1Api(kube_api)
+    wait_for(lambda: _has_default_sa(core, namespace), timeout=30, what="the default ServiceAccount")
+    core.create_namespaced_secret(
+        namespace,
+        {
+            "metadata": {
+                "name": "sa-token",
+                "annotations": {"kubernetes.io/service-account.name": "default"},
+            },
+            "type": "kubernetes.io/service-account-token",
+        },
+    )
+    # The token controller fills it in; the snapshot is taken after that.
+    wait_for(
+        lambda: (secret_data(kube_api, namespace, "sa-token") or {}).get("token"), timeout=30, what="a token"
+    )
+    before = _shape(kube_api, namespace, "sa-token")
+    create_vaultsecret(
+        kube_api,
+        namespace,
+        "sa-merge",
+        {"path": path, "target": {"name": "sa-token", "creationPolicy": "Merge"}},
+    )
+    condition = wait_ready(kube_api, namespace, "sa-merge", status="False", reason="TargetConflict")
+    assert "kubernetes.io/service-account-token" in condition["message"]
+    assert _shape(kube_api, namespace, "sa-token") == before
+
+
+def _has_default_sa(core: client.CoreV1Api, namespace: str) -> bool:
+    try:
+        core.read_namespaced_service_account("default", namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise
+    return True
 
 
 def test_operator_log_holds_no_secret_value(operator: OperatorProcess, secret_values: set[str]) -> None:

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from vaultsync.core.mac import MAC_PREFIX, mac_matches, new_mac_key, secret_mac
+from vaultsync.core.mac import MAC_PREFIX, mac_matches, new_mac_key, object_mac_key, secret_mac
 
 KEY = b"k" * 32
 data_strategy = st.dictionaries(st.text(max_size=10), st.binary(max_size=20), max_size=6)
@@ -106,3 +106,35 @@ def test_changes_when_a_key_is_added(data: dict[str, bytes], key: str, value: by
     if key in data:
         return
     assert secret_mac(KEY, data) != secret_mac(KEY, {**data, key: value})
+
+
+# Per-object keys (issue 10, finding 8) ----------------------------------------------------------------------
+def test_object_key_is_rfc5869_hkdf_sha256() -> None:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    info = (
+        b"vaultsync-secret-mac-key-v1\x00"
+        + (4).to_bytes(8, "big")
+        + b"shop"
+        + (3).to_bytes(8, "big")
+        + b"u-1"
+    )
+    expected = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(KEY)
+    assert object_mac_key(KEY, "shop", "u-1") == expected
+
+
+def test_equal_values_give_unrelated_macs_in_other_objects() -> None:
+    data = {"password": b"hunter2"}
+    macs = {
+        secret_mac(object_mac_key(KEY, namespace, uid), data)
+        for namespace, uid in [("shop", "u-1"), ("bank", "u-1"), ("shop", "u-2"), ("sho", "pu-1")]
+    }
+    assert len(macs) == 4
+    assert secret_mac(KEY, data) not in macs  # never the master key's (legacy) MAC either
+    assert object_mac_key(KEY, "ab", "c") != object_mac_key(KEY, "a", "bc")
+
+
+def test_object_key_refuses_a_short_master_key() -> None:
+    with pytest.raises(ValueError, match="at least"):
+        object_mac_key(b"short", "shop", "u-1")

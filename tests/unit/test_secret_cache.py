@@ -40,3 +40,20 @@ def test_later_writes_replace_earlier_ones() -> None:
     cache[("ns", "db")] = SECRET
     cache[("ns", "db")] = {**SECRET, "data": {}}
     assert cache.get(("ns", "db")) == {**SECRET, "data": {}}
+
+
+def test_a_copy_set_aside_survives_later_events_until_forgotten() -> None:
+    cache = SecretCache()
+    key = ("ns", "db")
+    cache.set_aside(key)  # nothing cached: nothing kept
+    assert cache.last_synced(key) is None
+    cache[key] = SECRET
+    cache.set_aside(key)
+    cache[key] = {**SECRET, "data": {"password": "ZWRpdGVk"}}  # edited by hand
+    cache.set_aside(key)  # a further edit keeps the first (synced) copy
+    cache.discard(key)  # then deleted
+    assert cache.get(key) is None
+    assert cache.last_synced(key) == SECRET
+    assert cache.kept_aside() == 1
+    cache.forget_last_synced(key)
+    assert cache.last_synced(key) is None and cache.kept_aside() == 0

@@ -5,7 +5,14 @@ Bookkeeping kept on every Secret the operator writes:
 - annotation `vaultsync.io/owner`: the name of the VaultSecret (same namespace) that writes it;
 - annotation `vaultsync.io/managed-metadata`: the target labels/annotations keys we set, so that keys
   removed from `spec.target` are removed from the Secret and nobody else's are touched;
-- with `creationPolicy: Merge`, annotation `vaultsync.io/managed-keys`: the data keys we wrote.
+- with `creationPolicy: Merge`, annotation `vaultsync.io/managed-keys`: the data keys we wrote;
+- annotation `vaultsync.io/managed-as`: how the operator came to write the Secret, set at the first write and
+  never changed: `created` (first written with `Owner`/`Orphan`: the operator made it, every key is ours) or
+  `merged` (first written with `Merge`: keys, type and owners that are not ours may be someone else's). A
+  `merged` Secret stays a merge target: switching its VaultSecret to `Owner`/`Orphan` is a TargetConflict,
+  because those policies replace the whole data, set the type (re-creating the Secret) and add an
+  ownerReference. Secrets written before this annotation existed count as `merged` when they carry the
+  managed-keys annotation (only Merge writes it) and as `created` otherwise.
 """
 
 from __future__ import annotations
@@ -26,8 +33,21 @@ MANAGED_BY_VALUE = "vaultsync"
 OWNER_ANNOTATION = "vaultsync.io/owner"
 MANAGED_METADATA_ANNOTATION = "vaultsync.io/managed-metadata"
 MANAGED_KEYS_ANNOTATION = "vaultsync.io/managed-keys"
+MANAGED_AS_ANNOTATION = "vaultsync.io/managed-as"
+CREATED = "created"
+MERGED = "merged"
 BOOKKEEPING_LABELS = frozenset({MANAGED_BY_LABEL})
-BOOKKEEPING_ANNOTATIONS = frozenset({OWNER_ANNOTATION, MANAGED_METADATA_ANNOTATION, MANAGED_KEYS_ANNOTATION})
+BOOKKEEPING_ANNOTATIONS = frozenset(
+    {OWNER_ANNOTATION, MANAGED_METADATA_ANNOTATION, MANAGED_KEYS_ANNOTATION, MANAGED_AS_ANNOTATION}
+)
+SYSTEM_SECRET_TYPES: Mapping[str, str] = {
+    "kubernetes.io/service-account-token": "it holds a ServiceAccount's API token, which the token "
+    "controller manages",
+    "bootstrap.kubernetes.io/token": "it holds a bootstrap token that lets nodes join the cluster",
+    "helm.sh/release.v1": "it holds a Helm release's state, which Helm manages",
+}
+"""Secret types that Merge never writes into, and why: writing their keys would let a VaultSecret author
+tamper with credentials or state that Kubernetes or Helm manage."""
 
 
 @dataclass(frozen=True)
@@ -116,14 +136,50 @@ def _ours_unlabelled(secret: Mapping[str, Any], owner: Owner) -> bool:
     return any(ref.get("uid") == owner.uid for ref in meta.get("ownerReferences") or [])
 
 
+def managed_as(secret: Mapping[str, Any]) -> str:
+    """`created` or `merged`: how the operator came to write this Secret (see the module docstring). A Secret
+    that the operator has not written (yet) is `merged` when written: it is someone else's."""
+    annotations = secret.get("metadata", {}).get("annotations") or {}
+    recorded = annotations.get(MANAGED_AS_ANNOTATION)
+    if recorded in (CREATED, MERGED):
+        return str(recorded)
+    if MANAGED_KEYS_ANNOTATION in annotations or recorded is not None:
+        return MERGED  # written by Merge before the annotation existed (or an unknown value: the safe side)
+    if owner_of(secret) is None and not _has_any_owner_trace(secret):
+        return MERGED
+    return CREATED
+
+
+def _has_any_owner_trace(secret: Mapping[str, Any]) -> bool:
+    meta = secret.get("metadata", {})
+    if OWNER_ANNOTATION in (meta.get("annotations") or {}):
+        return True
+    return any(ref.get("kind") == "VaultSecret" for ref in meta.get("ownerReferences") or [])
+
+
 def check_ownership(existing: Mapping[str, Any] | None, desired: DesiredSecret, owner: Owner) -> None:
-    """Raises TargetConflict when the Secret exists and is not ours to write."""
+    """Raises TargetConflict when the Secret exists and is not ours to write (with this policy)."""
     if existing is None:
         return
+    name = desired.name
+    secret_type = existing.get("type", "Opaque")
+    if desired.creation_policy == "Merge" and secret_type in SYSTEM_SECRET_TYPES:
+        raise SyncError(
+            TARGET_CONFLICT,
+            f"Secret {name} has type {secret_type}: creationPolicy: Merge never writes into it because "
+            f"{SYSTEM_SECRET_TYPES[secret_type]}. Give spec.target.name a Secret of your own",
+        )
     current_owner = owner_of(existing)
     if current_owner == owner.name or (current_owner is None and _ours_unlabelled(existing, owner)):
+        if desired.creation_policy != "Merge" and managed_as(existing) == MERGED:
+            raise SyncError(
+                TARGET_CONFLICT,
+                f"Secret {name} was first written by creationPolicy: Merge, so its other keys, type and "
+                f"owners are not vaultsync's: it stays a merge target and is left untouched. Set "
+                f"spec.target.creationPolicy back to Merge, or give spec.target.name a new Secret for "
+                f"{desired.creation_policy}",
+            )
         return
-    name = desired.name
     if current_owner is not None:
         raise SyncError(
             TARGET_CONFLICT,
@@ -155,6 +211,10 @@ def build_secret(existing: Mapping[str, Any] | None, desired: DesiredSecret, own
     labels[MANAGED_BY_LABEL] = MANAGED_BY_VALUE
     annotations.update(desired.annotations)
     annotations[OWNER_ANNOTATION] = owner.name
+    if existing is not None:
+        annotations[MANAGED_AS_ANNOTATION] = managed_as(existing)
+    else:
+        annotations[MANAGED_AS_ANNOTATION] = MERGED if desired.creation_policy == "Merge" else CREATED
     annotations[MANAGED_METADATA_ANNOTATION] = json.dumps(
         {"labels": sorted(desired.labels), "annotations": sorted(desired.annotations)}, separators=(",", ":")
     )
@@ -212,6 +272,35 @@ def is_up_to_date(existing: Mapping[str, Any], desired: DesiredSecret, owner: Ow
         return False
     owned = any(ref.get("uid") == owner.uid for ref in meta.get("ownerReferences") or [])
     return owned == (desired.creation_policy == "Owner")
+
+
+def last_synced_desired(copy: Mapping[str, Any], owner: Owner) -> DesiredSecret:
+    """What writes back `copy`, a Secret as the operator last synced it (to restore it while Vault cannot
+    be read): the same data (with Merge: only our keys), type, target labels and annotations, and the policy
+    it was written with (Merge for a `merged` Secret, Owner when it holds our ownerReference, else Orphan)."""
+    meta = copy.get("metadata", {})
+    labels = meta.get("labels") or {}
+    annotations = meta.get("annotations") or {}
+    if managed_as(copy) == MERGED:
+        policy = "Merge"
+    elif any(ref.get("uid") == owner.uid for ref in meta.get("ownerReferences") or []):
+        policy = "Owner"
+    else:
+        policy = "Orphan"
+    name = str(meta.get("name", ""))
+    managed_labels, managed_annotations = _managed_metadata(copy)
+    return DesiredSecret(
+        name=name,
+        secret_type=str(copy.get("type", "Opaque")),
+        data=our_data(copy, DesiredSecret(name, "", {}, {}, {}, policy)),
+        labels={k: v for k, v in labels.items() if k in managed_labels and k not in BOOKKEEPING_LABELS},
+        annotations={
+            k: v
+            for k, v in annotations.items()
+            if k in managed_annotations and k not in BOOKKEEPING_ANNOTATIONS
+        },
+        creation_policy=policy,
+    )
 
 
 def without_our_keys(existing: Mapping[str, Any]) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from vaultsync.core.desired import (
     check_ownership,
     desired_secret,
     is_up_to_date,
+    last_synced_desired,
     our_data,
     owner_of,
     without_our_keys,
@@ -34,11 +35,13 @@ from vaultsync.core.errors import (
     INVALID_DATA,
     INVALID_SPEC,
     KEY_CONFLICT,
+    PERMISSION_DENIED,
     SYNCED,
     TEMPLATE_ERROR,
+    VAULT_UNAVAILABLE,
     SyncError,
 )
-from vaultsync.core.mac import secret_mac
+from vaultsync.core.mac import mac_matches, object_mac_key, secret_mac
 from vaultsync.core.shaping import SourceData, shape_secret
 from vaultsync.core.spec import AuthSpec, VaultSecretSpec, parse_spec
 from vaultsync.core.status import current_ready, now_rfc3339, ready_condition, status_patch
@@ -73,6 +76,8 @@ DATA_REASONS = frozenset({TEMPLATE_ERROR, INVALID_DATA, KEY_CONFLICT})
 EXPENSIVE_RENDER_SECONDS = 0.25
 """A data failure whose rendering took longer is retried at the refresh interval, not with backoff."""
 INTERNAL_ERROR = "InternalError"
+VAULT_UNREADABLE = frozenset({VAULT_UNAVAILABLE, PERMISSION_DENIED, AUTH_FAILED})
+"""Vault cannot be read right now: a Secret drifted meanwhile is restored from the last synced data."""
 TARGET_TAKEN = "target-taken"  # ObjectState.extra: creating the target Secret answered 409
 TEMPLATE_THREADS = 4
 """Threads that compile and render templates, off the event loop (rendering may take up to the renderer's CPU
@@ -164,6 +169,8 @@ class Engine:
             gone = self.objects.pop(key, None)
             if gone is not None:
                 self._count_ready(gone.ready, -1)
+                if gone.target_name:
+                    self.secrets.forget_last_synced((key[0], gone.target_name))
             self.queue.forget(key)
             return
         trimmed = trim_body(body)
@@ -181,7 +188,9 @@ class Engine:
             self._count_ready(state.ready, 1)
             self.queue.add(key)
             return
+        seen_mac = state.status.get("secretMAC")
         state.body = trimmed
+        self._follow_status_mac(key, state, seen_mac)
         # Another replica (the leader) writes the status: follow its Ready in vaultsync_vaultsecrets.
         observed = (current_ready(trimmed["status"]) or {}).get("status", "Unknown")
         if observed != state.ready:
@@ -199,11 +208,21 @@ class Engine:
     def on_secret(self, event_type: str | None, secret: Mapping[str, Any]) -> None:
         meta = secret.get("metadata", {})
         skey: Key = (meta.get("namespace", ""), meta.get("name", ""))
-        if event_type == "DELETED":
+        deleted = event_type == "DELETED"
+        if deleted:
             # A relist reports a deletion it missed with only the name: the cached copy names the owner.
-            secret = self.secrets.pop(skey, {}) or dict(secret)
-        else:
-            self.secrets[skey] = dict(secret)
+            secret = self.secrets.get(skey) or dict(secret)
+        try:
+            self._check_drift(skey, secret, deleted=deleted)
+        finally:
+            if deleted:
+                self.secrets.discard(skey)
+            else:
+                self.secrets[skey] = dict(secret)
+
+    def _check_drift(self, skey: Key, secret: Mapping[str, Any], *, deleted: bool) -> None:
+        """Queues the VaultSecret whose Secret no longer holds what it wrote; before the cache takes the new
+        copy, keeps the last synced one aside (restored from while Vault cannot be read)."""
         owner = owner_of(secret)
         if owner is None:
             return
@@ -213,15 +232,54 @@ class Engine:
             return
         if state.written_mac is None:
             return
-        if event_type == "DELETED":
+        if deleted:
             drifted = True
         else:
             policy = ((state.body.get("spec") or {}).get("target") or {}).get("creationPolicy", "Owner")
             probe = DesiredSecret(skey[1], "", {}, {}, {}, policy)
-            drifted = secret_mac(self.mac_key, our_data(secret, probe)) != state.written_mac
+            drifted = not self._holds_written(key, state, our_data(secret, probe))
         if drifted:
+            self.secrets.set_aside(skey)
             state.drift = True
             self.queue.add(key)
+        else:
+            self.secrets.forget_last_synced(skey)
+
+    def _follow_status_mac(self, key: Key, state: ObjectState, seen_mac: str | None) -> None:
+        """A standby replica never writes: what the Secret should hold is what the leader's status says.
+        Follow status.secretMAC while this replica wrote nothing newer (written_mac is still the last MAC
+        seen), so that a rotation by the leader is not taken for drift here (and no stale copy is kept
+        aside, or restored after a takeover)."""
+        status_mac = state.status.get("secretMAC")
+        if status_mac == seen_mac or state.written_mac != seen_mac or not isinstance(status_mac, str):
+            return
+        state.written_mac = status_mac
+        target = state.target_name
+        if target is None:
+            return
+        skey: Key = (key[0], target)
+        if self.secrets.last_synced(skey) is None:
+            return
+        current = self.secrets.get(skey)
+        policy = ((state.body.get("spec") or {}).get("target") or {}).get("creationPolicy", "Owner")
+        probe = DesiredSecret(target, "", {}, {}, {}, policy)
+        if current is not None and self._holds_written(key, state, our_data(current, probe)):
+            self.secrets.forget_last_synced(skey)  # the "drift" was the leader's own write
+
+    # MACs -------------------------------------------------------------------------------------------------
+    def _object_mac_key(self, namespace: str, uid: str | None) -> bytes:
+        """The VaultSecret's own MAC key (core.mac.object_mac_key): never the master key itself."""
+        return object_mac_key(self.mac_key, namespace, str(uid or ""))
+
+    def _holds_written(self, key: Key, state: ObjectState, data: Mapping[str, bytes]) -> bool:
+        """Whether `data` is what the VaultSecret last wrote (state.written_mac). A MAC made by an earlier
+        version with the master key (as status.secretMAC of an upgraded object holds) counts too."""
+        written = state.written_mac
+        if written is None:
+            return False
+        return mac_matches(self._object_mac_key(key[0], state.meta.get("uid")), data, written) or mac_matches(
+            self.mac_key, data, written
+        )
 
     # Workers ----------------------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -365,10 +423,17 @@ class Engine:
     ) -> None:
         namespace, name = key
         owner = Owner(namespace=namespace, name=name, uid=state.meta["uid"])
-        mac = secret_mac(self.mac_key, desired.data)
+        mac = secret_mac(self._object_mac_key(namespace, owner.uid), desired.data)
         previous_mac = state.status.get("secretMAC")
+        if previous_mac not in (None, mac) and mac_matches(self.mac_key, desired.data, previous_mac):
+            # Made by an earlier version with the master key, for the same data: not a change (no Rotated
+            # Event, no rollout restart); the status below just gets the per-object MAC.
+            previous_mac = mac
         state.target_name = desired.name
         outcome = await self._write_secret(namespace, desired, owner, mac, state)
+        self.secrets.forget_last_synced((namespace, desired.name))
+        if desired.creation_policy != "Merge":
+            await self._drop_merge_finalizer(key, state)
         await self._remove_old_target(state, owner, desired.name)
         changed = mac != previous_mac
         renamed = state.status.get("secretName") not in (None, desired.name)
@@ -453,7 +518,8 @@ class Engine:
             optimistic = attempt == 1 and not state.extra.get(TARGET_TAKEN)
             existing = await self._existing(namespace, desired.name, unseen_is_absent=optimistic)
             check_ownership(existing, desired, owner)
-            if existing is not None and is_up_to_date(existing, desired, owner, self.mac_key):
+            mac_key = self._object_mac_key(namespace, owner.uid)
+            if existing is not None and is_up_to_date(existing, desired, owner, mac_key):
                 state.written_mac = mac
                 return "unchanged"
             secret = build_secret(existing, desired, owner)
@@ -480,7 +546,7 @@ class Engine:
                     outcome = "replaced"
                 else:
                     result = await self.kube.replace_secret(namespace, desired.name, secret)
-                    same_data = secret_mac(self.mac_key, our_data(existing, desired)) == mac
+                    same_data = secret_mac(mac_key, our_data(existing, desired)) == mac
                     outcome = "metadata updated" if same_data else "updated"
             except ApiError as exc:
                 if exc.status in (409, 404) and attempt < 3:
@@ -564,6 +630,8 @@ class Engine:
 
     async def _failed(self, key: Key, state: ObjectState, reason: str, message: str, *, retry: bool) -> None:
         SYNCS.labels("failed", reason).inc()
+        if reason in VAULT_UNREADABLE:
+            await self._restore_last_synced(key, state, reason)
         if state.status.get("secretName") and reason not in (INVALID_SPEC,):
             kept_since = state.last_success or state.status.get("lastSyncTime")
             message += f". The Secret {state.status['secretName']} is kept as last synced"
@@ -606,16 +674,78 @@ class Engine:
             delay = min(self.settings.backoff_max * random.uniform(0.8, 1.0), base * random.uniform(0.8, 1.2))
             self.queue.add_after(key, delay)
 
+    async def _restore_last_synced(self, key: Key, state: ObjectState, reason: str) -> None:
+        """Writes back the last synced copy of a Secret deleted or edited by hand (kept by on_secret) while
+        Vault cannot be read: Kubernetes is the cache. Only a copy whose MAC is what we last wrote is used;
+        ownership is checked as for any write (a foreign Secret that took the name is left alone)."""
+        target = state.target_name
+        if not target:
+            return
+        skey: Key = (key[0], target)
+        copy = self.secrets.last_synced(skey)
+        if copy is None:
+            return
+        owner = Owner(namespace=key[0], name=key[1], uid=state.meta["uid"])
+        desired = last_synced_desired(copy, owner)
+        if desired.name != target or not self._holds_written(key, state, desired.data):
+            self.secrets.forget_last_synced(skey)  # not what we wrote: nothing to restore from
+            return
+        mac = secret_mac(self._object_mac_key(key[0], owner.uid), desired.data)
+        try:
+            outcome = await self._write_secret(key[0], desired, owner, mac, state)
+        except SyncError as exc:
+            self.secrets.forget_last_synced(skey)
+            logger.warning(
+                "%s/%s: not restoring Secret %s from the last synced data: %s",
+                *key,
+                target,
+                exc.message,
+                extra=_log_extra(key, exc.reason),
+            )
+            return
+        except ApiError as exc:
+            logger.warning(
+                "%s/%s: could not restore Secret %s from the last synced data (%s); retrying",
+                *key,
+                target,
+                exc,
+                extra=_log_extra(key, KUBERNETES_ERROR),
+            )
+            return
+        self.secrets.forget_last_synced(skey)
+        if outcome == "unchanged":
+            return
+        DRIFT_REPAIRS.inc()
+        how = "deleted" if outcome == "created" else "changed"
+        self.recorder.post(
+            state.body,
+            ev.NORMAL,
+            ev.DRIFT_REPAIRED,
+            f"Secret {target} was {how} outside vaultsync; restored from the last synced data because Vault "
+            f"could not be read ({reason})",
+        )
+        logger.info(
+            "%s/%s: Secret %s restored from the last synced data (%s outside vaultsync, %s)",
+            *key,
+            target,
+            how,
+            reason,
+            extra=_log_extra(key, reason),
+        )
+
     # Ownership bookkeeping --------------------------------------------------------------------------------
     async def _ensure_finalizer(self, key: Key, state: ObjectState, spec: VaultSecretSpec) -> None:
+        """Adds the Merge cleanup finalizer. It is removed only once a write with another policy succeeded
+        (`_drop_merge_finalizer`): a switch away from Merge that is refused (TargetConflict) keeps it, so
+        that deleting the VaultSecret still removes our keys from the merged Secret."""
         finalizers: list[str] = list(state.meta.get("finalizers") or [])
-        wanted = spec.target.creation_policy == "Merge"
-        if wanted == (MERGE_FINALIZER in finalizers):
-            return
-        updated = (
-            [*finalizers, MERGE_FINALIZER] if wanted else [f for f in finalizers if f != MERGE_FINALIZER]
-        )
-        await self._set_finalizers(key, state, updated)
+        if spec.target.creation_policy == "Merge" and MERGE_FINALIZER not in finalizers:
+            await self._set_finalizers(key, state, [*finalizers, MERGE_FINALIZER])
+
+    async def _drop_merge_finalizer(self, key: Key, state: ObjectState) -> None:
+        finalizers: list[str] = list(state.meta.get("finalizers") or [])
+        if MERGE_FINALIZER in finalizers:
+            await self._set_finalizers(key, state, [f for f in finalizers if f != MERGE_FINALIZER])
 
     async def _set_finalizers(self, key: Key, state: ObjectState, finalizers: list[str]) -> None:
         patch = {"metadata": {"finalizers": finalizers, "resourceVersion": state.meta.get("resourceVersion")}}
