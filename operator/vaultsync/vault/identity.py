@@ -179,6 +179,12 @@ def login_refused_message(identity: Identity, refused: LoginRefused) -> str:
             "bound_service_account_names and bound_service_account_namespaces; jwt method: bound_subject), "
             "or set spec.auth.role to a role that binds it"
         )
+    elif "aud" in detail and identity.is_default:
+        hint = (
+            f"role {role} does not accept the audience of the operator's token file (VAULTSYNC_TOKEN_FILE): "
+            "give the role audience=vault (kubernetes method) or bound_audiences=vault (jwt method), the "
+            "audience of the projected token that deploy/ mounts for it"
+        )
     elif "aud" in detail:
         hint = (
             f"role {role} does not accept the token's audience: set spec.auth.audience (default: the setting "
