@@ -182,8 +182,8 @@ def login_refused_message(identity: Identity, refused: LoginRefused) -> str:
     elif "aud" in detail and identity.is_default:
         hint = (
             f"role {role} does not accept the audience of the operator's token file (VAULTSYNC_TOKEN_FILE): "
-            "give the role audience=vault (kubernetes method) or bound_audiences=vault (jwt method), the "
-            "audience of the projected token that deploy/ mounts for it"
+            "the file should hold the projected token of audience vault that deploy/ mounts, and the role "
+            "should require that audience (kubernetes method: audience=vault; jwt method: bound_audiences=vault)"
         )
     elif "aud" in detail:
         hint = (
@@ -346,7 +346,7 @@ class VaultSessions:
         count = (previous.count if previous else 0) + 1
         delay = backoff_delay(count, self.backoff_base, self.backoff_max)
         self._failures[key] = _Failure(error.reason, error.message, count, self._clock() + delay)
-        logger.warning(
+        logger.info(
             "%s: %s; its VaultSecrets fail at once with this error, next attempt in %.0fs (failure %d)",
             key.describe(),
             error.reason,
