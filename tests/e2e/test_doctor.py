@@ -295,4 +295,5 @@ def test_a_token_file_the_api_server_accepts(
     assert "projected serviceAccountToken with the audience vault" in message
     assert "audience=vault" in message
     assert result.checks["login"][0] == "FAIL"
-    assert "role vaultsync does not accept the audience of the operator's token file" in result.message("login")
+    login = result.message("login")
+    assert "role vaultsync does not accept the audience of the operator's token file" in login

@@ -183,7 +183,8 @@ def login_refused_message(identity: Identity, refused: LoginRefused) -> str:
         hint = (
             f"role {role} does not accept the audience of the operator's token file (VAULTSYNC_TOKEN_FILE): "
             "the file should hold the projected token of audience vault that deploy/ mounts, and the role "
-            "should require that audience (kubernetes method: audience=vault; jwt method: bound_audiences=vault)"
+            "should require that audience (kubernetes method: audience=vault; jwt method: "
+            "bound_audiences=vault)"
         )
     elif "aud" in detail:
         hint = (
