@@ -286,6 +286,21 @@ def test_deployment_security_context(overlay: list[Obj]) -> None:
     assert "emptyDir" in volumes[mounts["/tmp"]]
 
 
+def test_the_default_identity_logs_in_with_a_vault_audience_token(overlay: list[Obj]) -> None:
+    pod, container = _container(overlay)
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    token_file = Path(env["VAULTSYNC_TOKEN_FILE"])
+    # Not the pod's API-server token (the default of the setting).
+    assert str(token_file) != "/var/run/secrets/kubernetes.io/serviceaccount/token"
+    (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == str(token_file.parent)]
+    assert mount["readOnly"] is True
+    volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+    (source,) = volume["projected"]["sources"]
+    assert source == {
+        "serviceAccountToken": {"audience": "vault", "expirationSeconds": 3600, "path": token_file.name}
+    }
+
+
 def test_deployment_runtime_settings(overlay: list[Obj]) -> None:
     deployment = find(overlay, "Deployment", "vaultsync", OPERATOR_NAMESPACE)
     # HA by default: two replicas elect a leader; a rollout starts a standby before it stops an old pod.

@@ -144,7 +144,7 @@ def test_jwt_auth_login_with_a_vault_audience_token(
     secret = vault.secrets.kv.v2.read_secret_version(path=f"{namespace}/app", raise_on_deleted_version=True)
     assert secret["data"]["data"] == {"user": "devstack"}
 
-    # (A token with the default audiences carries all of --api-audiences, "vault" included.)
+    # (A token for the API server's own audience is not one for Vault.)
     wrong_audience = kube_admin.request_token(
         kube_api, namespace, "app", [stack.issuer], expiration_seconds=600
     )

@@ -8,9 +8,13 @@ do) or `SKIP` (an earlier check failed, or nothing was asked):
 3. ``seal``: Vault is initialized and unsealed.
 4. ``identity``: the JWT to log in with: a ServiceAccount's token from the TokenRequest API
    (``--namespace`` and ``--service-account``, as a VaultSecret with ``spec.auth.serviceAccountName``), or the
-   operator's own token file (VAULTSYNC_TOKEN_FILE).
-5. ``login``: the login at the auth mount with the role (VAULTSYNC_AUTH_METHOD/MOUNT/ROLE/AUDIENCE).
-6. ``read``: reading ``--path`` (``--mount``, ``--kv``, ``--kv-version``) with that login.
+   operator's own token file (VAULTSYNC_TOKEN_FILE). The identity is decided by ``identity_for``, as for a
+   VaultSecret (the namespace fence VAULTSYNC_DEFAULT_IDENTITY_NAMESPACES included).
+5. ``audience``: the operator's own token is not one the Kubernetes API accepts (its ``aud`` claim is not the
+   API server's): Vault, and anyone controlling an auth mount it is sent to, receives it. A FAIL here does
+   not stop the later checks.
+6. ``login``: the login at the auth mount with the role (VAULTSYNC_AUTH_METHOD/MOUNT/ROLE/AUDIENCE).
+7. ``read``: reading ``--path`` (``--mount``, ``--kv``, ``--kv-version``) with that login.
 
 It reuses the operator's own Vault client, identities and token cache, so it fails the way a sync would. It
 never prints a token or a secret value: only key names. The Vault token it obtained is revoked at the end.
@@ -27,17 +31,40 @@ from typing import Any
 import jwt as pyjwt
 
 from vaultsync.core.errors import INVALID_SPEC, NOT_FOUND, PERMISSION_DENIED, SyncError
-from vaultsync.core.spec import KvVersion, SourceSpec
+from vaultsync.core.spec import AuthSpec, KvVersion, SourceSpec
 from vaultsync.kube.client import ApiError, KubeClient
 from vaultsync.kube.credentials import connection
 from vaultsync.runtime import token_requester
 from vaultsync.settings import Settings
 from vaultsync.vault.client import VaultClient, VaultToken
-from vaultsync.vault.identity import Identity, ServiceAccountJwts, TokenFileJwt, VaultSessions
+from vaultsync.vault.identity import (
+    Identity,
+    ServiceAccountJwts,
+    TokenFileJwt,
+    VaultSessions,
+    identity_for,
+)
 from vaultsync.vault.reader import SecretReader
 
 OK, FAIL, SKIP = "OK", "FAIL", "SKIP"
 DOCTOR_TOKEN_SECONDS = 600  # the ServiceAccount token requested for the check; Kubernetes' minimum is 600
+# Audiences that kube-apiservers accept by default (--api-audiences defaults to --service-account-issuer,
+# which the token's own `iss` gives; these are the issuers that installers commonly set).
+API_SERVER_AUDIENCES = frozenset(
+    {
+        "https://kubernetes.default.svc",
+        "https://kubernetes.default.svc.cluster.local",
+        "kubernetes.default.svc",
+        "kubernetes.default.svc.cluster.local",
+        "api",
+        "kubernetes",
+    }
+)
+AUDIENCE_FIX = (
+    "mount a projected serviceAccountToken with the audience vault and point VAULTSYNC_TOKEN_FILE at it "
+    "(deploy/base/deployment.yaml does: /var/run/secrets/vaultsync/vault-token), and make the Vault role "
+    "require it (kubernetes method: audience=vault; jwt method: bound_audiences=vault)"
+)
 
 
 @dataclass(frozen=True)
@@ -85,6 +112,29 @@ def _describe_jwt(claims: Mapping[str, Any]) -> str:
     return ", ".join(parts)
 
 
+def audience_problem(claims: Mapping[str, Any]) -> str | None:
+    """Why a token with these claims must not be the operator's Vault login (the Kubernetes API accepts it),
+    or None. Only the claims: the API server's --api-audiences cannot be read from outside."""
+    audience = claims.get("aud")
+    audiences = [audience] if isinstance(audience, str) else list(audience or [])
+    if not audiences:
+        return (
+            "it has no audience (a legacy Secret-based token): the Kubernetes API accepts it, so Vault, and "
+            "anyone who controls an auth mount it is sent to, could use it as the operator's ServiceAccount"
+        )
+    api = set(API_SERVER_AUDIENCES)
+    if isinstance(claims.get("iss"), str):
+        api.add(claims["iss"])
+    shared = sorted(str(a) for a in audiences if a in api)
+    if shared:
+        return (
+            f"its audience {', '.join(shared)} is the Kubernetes API server's: Vault, and anyone who "
+            "controls an auth mount it is sent to, could use it as the operator's ServiceAccount against the "
+            "cluster"
+        )
+    return None
+
+
 def _policy_path(source: SourceSpec) -> str:
     return f"{source.mount}/{'data/' if source.kv == 'v2' else ''}{source.path}"
 
@@ -124,7 +174,7 @@ class Doctor:
 
     async def run(self) -> list[Check]:
         settings = self.settings
-        later = ["address", "tls", "seal", "identity", "login", "read"]
+        later = ["address", "tls", "seal", "identity", "audience", "login", "read"]
         if not settings.vault_addr:
             self.add(
                 "address",
@@ -167,13 +217,15 @@ class Doctor:
                 TokenFileJwt(settings.token_file),
                 ServiceAccountJwts(token_requester(kube), DOCTOR_TOKEN_SECONDS),
             )
-            identity = await self._identity(sessions)
-            if identity is None:
+            found = await self._identity(sessions)
+            if found is None:
                 self.skip_rest(later[4:], "no JWT to log in with")
                 return self.checks
+            identity, jwt = found
+            self._audience(identity, jwt)
             logged_in = await self._login(sessions, identity)
             if logged_in is None:
-                self.skip_rest(later[5:], "the login failed")
+                self.skip_rest(later[6:], "the login failed")
                 return self.checks
             await self._read(sessions, identity, logged_in)
         finally:
@@ -259,38 +311,24 @@ class Doctor:
             self.add("seal", OK, "unsealed and active")
         return True
 
-    def _requested_identity(self) -> Identity:
-        settings, options = self.settings, self.options
-        as_sa = options.service_account is not None
-        return Identity(
-            method=settings.auth_method,
-            mount=settings.auth_mount,
-            role=settings.auth_role,
-            vault_namespace=settings.vault_namespace,
-            sa_namespace=options.namespace if as_sa else None,
-            sa_name=options.service_account,
-            audience=settings.auth_audience if as_sa else None,
-        )
-
-    async def _identity(self, sessions: VaultSessions) -> Identity | None:
+    async def _identity(self, sessions: VaultSessions) -> tuple[Identity, str] | None:
         settings, options = self.settings, self.options
         if options.service_account is not None and not options.namespace:
             self.add("identity", FAIL, "--service-account needs --namespace (the ServiceAccount's namespace)")
             return None
-        if (
-            options.service_account is None
-            and options.namespace
-            and not settings.default_identity_allowed(options.namespace)
-        ):
-            self.add(
-                "identity",
-                FAIL,
-                f"namespace {options.namespace} may not use the operator's own Vault identity "
-                f"(VAULTSYNC_DEFAULT_IDENTITY_NAMESPACES={','.join(settings.default_identity_namespaces)}): "
-                "its VaultSecrets must set spec.auth.serviceAccountName; check that with --service-account",
-            )
+        auth = AuthSpec(
+            service_account_name=options.service_account,
+            role=None,
+            method=None,
+            mount=None,
+            audience=None,
+            vault_namespace=None,
+        )
+        try:
+            identity = identity_for(options.namespace, auth, settings)
+        except SyncError as exc:
+            self.add("identity", FAIL, f"{exc.message} (check such a login with --service-account)")
             return None
-        identity = self._requested_identity()
         try:
             resolved, jwt = await sessions.resolve(identity)
         except SyncError as exc:
@@ -326,7 +364,22 @@ class Doctor:
         else:
             where = f"ServiceAccount {options.namespace}/{options.service_account} (TokenRequest API)"
         self.add("identity", OK, f"{where}: {_describe_jwt(claims)}")
-        return resolved
+        return resolved, jwt
+
+    def _audience(self, identity: Identity, jwt: str) -> None:
+        if not identity.is_default:
+            self.add(
+                "audience",
+                SKIP,
+                "checked for the operator's own token file only (this token's audience is "
+                "VAULTSYNC_AUTH_AUDIENCE, else the API server's)",
+            )
+            return
+        problem = audience_problem(_claims(jwt))
+        if problem is None:
+            self.add("audience", OK, "the operator's own token is not valid for the Kubernetes API server")
+        else:
+            self.add("audience", FAIL, f"the token in {self.settings.token_file}: {problem}; {AUDIENCE_FIX}")
 
     async def _login(self, sessions: VaultSessions, identity: Identity) -> VaultToken | None:
         try:

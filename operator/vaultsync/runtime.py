@@ -178,6 +178,8 @@ class Runtime:
             TokenFileJwt(settings.token_file),
             ServiceAccountJwts(token_requester(kube), settings.service_account_token_ttl),
             on_request=_observe_identity,
+            backoff_base=settings.login_backoff_base,
+            backoff_max=settings.login_backoff_max,
         )
         reader = SecretReader(sessions, on_read=_observe_read)
         recorder = EventRecorder(kube)

@@ -98,6 +98,7 @@ class Settings:
     namespace: str | None = None
     watch_namespaces: tuple[str, ...] = ()
     default_identity_namespaces: tuple[str, ...] = ()
+    allow_default_identity_overrides: bool = False
     default_mount: str = "secret"
     default_refresh: float = 3600.0
     refresh_jitter: float = 0.1
@@ -109,6 +110,8 @@ class Settings:
     concurrency: int = 32
     backoff_base: float = 1.0
     backoff_max: float = 60.0
+    login_backoff_base: float = 2.0
+    login_backoff_max: float = 60.0
     service_account_token_ttl: int = 3600
     leader_election: bool = False
     extra: Mapping[str, str] = field(default_factory=dict)
@@ -153,6 +156,13 @@ SETTINGS: tuple[Setting, ...] = (
         "namespaces (names or globs) allowed to use the operator's own identity (default all; set it on "
         "shared clusters)",
     ),
+    Setting(
+        "allow_default_identity_overrides",
+        "VAULTSYNC_ALLOW_DEFAULT_IDENTITY_OVERRIDES",
+        _bool,
+        "true: VaultSecrets without spec.auth.serviceAccountName may set spec.auth.mount, role, method and "
+        "vaultNamespace for the operator's own identity (default false: InvalidSpec)",
+    ),
     Setting("default_mount", "VAULTSYNC_DEFAULT_MOUNT", str, "mount used when spec.mount is unset"),
     Setting("default_refresh", "VAULTSYNC_DEFAULT_REFRESH", _seconds, "refresh when unset (default 1h)"),
     Setting("metrics_port", "VAULTSYNC_METRICS_PORT", _port, "Prometheus metrics port (0 disables)"),
@@ -163,6 +173,18 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("concurrency", "VAULTSYNC_CONCURRENCY", _positive_int, "syncs running at once (default 32)"),
     Setting("backoff_base", "VAULTSYNC_BACKOFF_BASE", _seconds, "first retry delay after a failure (1s)"),
     Setting("backoff_max", "VAULTSYNC_BACKOFF_MAX", _seconds, "cap of the retry delay (default 60s)"),
+    Setting(
+        "login_backoff_base",
+        "VAULTSYNC_LOGIN_BACKOFF_BASE",
+        _seconds,
+        "wait after an identity's first failed login or TokenRequest before the next attempt (default 2s)",
+    ),
+    Setting(
+        "login_backoff_max",
+        "VAULTSYNC_LOGIN_BACKOFF_MAX",
+        _seconds,
+        "cap of the wait between an identity's failed login attempts (default 60s)",
+    ),
     Setting(
         "service_account_token_ttl",
         "VAULTSYNC_SA_TOKEN_TTL",

@@ -33,7 +33,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def operator_token_file(
     stack: LocalStack, kube_api: client.ApiClient, vault_admin: VaultAdmin, vault_kubernetes_auth: str
 ) -> Path:
-    """Vault configured for the operator's own identity; returns its service-account token file."""
+    """Vault configured for the operator's own identity (role `vaultsync`, requiring the audience `vault`);
+    returns its token file, a token of that audience only (as deploy/ projects it), which the API server
+    refuses."""
     token_file = configure_operator_identity(
         stack, kube_api, vault_admin, policy=E2E_POLICY, policy_hcl=E2E_POLICY_HCL
     )
@@ -53,6 +55,9 @@ def operator_env(
     return {
         **devstack_operator_env(stack, token_file, watch=watch),
         "VAULTSYNC_BACKOFF_MAX": "5s",
+        # A test that breaks an identity and then fixes it waits at most this for the next login attempt.
+        "VAULTSYNC_LOGIN_BACKOFF_BASE": "1s",
+        "VAULTSYNC_LOGIN_BACKOFF_MAX": "5s",
         "VAULTSYNC_LOG_LEVEL": "DEBUG",
     }
 

@@ -184,12 +184,13 @@ def test_service_account_without_a_vault_role_is_auth_failed(
     assert "spec.auth.role" in message
     assert get_secret(kube_api, tenants.a, "nobody") is None
 
-    # No role given: the operator's default role, which binds only the operator's own ServiceAccount.
+    # No role given: the operator's default role, which binds only the operator's own ServiceAccount (and
+    # requires the audience vault: with another, Vault would refuse the token before looking at the binding).
     create_vaultsecret(
         kube_api,
         tenants.a,
         "nobody-default-role",
-        {"path": f"tenants/{tenants.a}/db", "auth": {"serviceAccountName": "nobody"}},
+        {"path": f"tenants/{tenants.a}/db", "auth": {"serviceAccountName": "nobody", "audience": "vault"}},
     )
     condition = wait_ready(
         kube_api, tenants.a, "nobody-default-role", status="False", reason=AUTH_FAILED, timeout=60

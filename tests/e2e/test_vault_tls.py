@@ -193,7 +193,11 @@ def test_vault_namespace_setting_and_per_vaultsecret_override(
             }
         assert_no_leaks(operator.log_text(), secret_values)
 
-        env = _tls_env(stack, operator_token_file, by_spec, addr, cacert)
+        # spec.auth.vaultNamespace for the operator's own identity: only with the setting that allows it.
+        env = {
+            **_tls_env(stack, operator_token_file, by_spec, addr, cacert),
+            "VAULTSYNC_ALLOW_DEFAULT_IDENTITY_OVERRIDES": "true",
+        }
         with running_operator(env, tmp_path / "spec.log") as operator:
             path = f"shared/{by_spec}/cfg"
             create_vaultsecret(

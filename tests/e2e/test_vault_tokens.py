@@ -73,14 +73,19 @@ def _of_mount(entries: list[dict[str, Any]], mount: str) -> list[dict[str, Any]]
     return [e for e in entries if str(e.get("auth", {}).get("display_name", "")).startswith(f"{mount}-")]
 
 
-def _ready_count(kube_api: client.ApiClient, namespace: str) -> int:
+def _ready_conditions(kube_api: client.ApiClient, namespace: str) -> dict[str, dict[str, Any]]:
+    """name -> Ready condition of every VaultSecret of the namespace that has one."""
     items = client.CustomObjectsApi(kube_api).list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
-    return sum(
-        1
+    return {
+        item["metadata"]["name"]: c
         for item in items["items"]
         for c in (item.get("status") or {}).get("conditions") or []
-        if c.get("type") == "Ready" and c.get("status") == "True"
-    )
+        if c.get("type") == "Ready"
+    }
+
+
+def _ready_count(kube_api: client.ApiClient, namespace: str) -> int:
+    return sum(1 for c in _ready_conditions(kube_api, namespace).values() if c.get("status") == "True")
 
 
 def _token_requests(stack: LocalStack) -> float:
@@ -336,3 +341,86 @@ def test_operator_token_file_is_read_again_when_it_changes(
         assert_no_leaks(operator.log_text(), secret_values | {old_jwt, new_jwt})
     finally:
         client.CoreV1Api(kube_api).delete_namespaced_service_account(operator_sa, OPERATOR_NAMESPACE)
+
+
+REFUSED = 40
+LOGIN_BACKOFF_BASE, LOGIN_BACKOFF_MAX = 1.0, 8.0
+FLOOD_WINDOW = 20.0
+# Attempt k (0-based) comes at the earliest after the shortest jittered delays 0.8, 1.6, 3.2, then 6.4 at the
+# cap (0.8 x 8 s): at 0, 0.8, 2.4, 5.6, 12.0, 18.4, 24.8 s. So at most 6 attempts fit in the 20 s window,
+# whatever the number of VaultSecrets.
+MAX_ATTEMPTS_IN_WINDOW = 6
+
+
+def test_forty_vaultsecrets_on_a_refused_identity_share_one_login_backoff(
+    stack: LocalStack,
+    kube_api: client.ApiClient,
+    vault_admin: VaultAdmin,
+    operator_token_file: Path,
+    auth_mount: str,
+    own_namespace: tuple[str, str],
+    new_value: ValueFactory,
+    secret_values: set[str],
+    tmp_path: Path,
+) -> None:
+    """40 VaultSecrets on one identity whose Vault role does not exist: the refusal is shared, so Vault sees a
+    handful of logins (and the API server as many TokenRequests), not 40 per retry; once the role exists, all
+    40 sync within the login backoff's cap plus one retry delay."""
+    glob, namespace = own_namespace
+    values = [new_value() for _ in range(REFUSED)]
+    for i, value in enumerate(values):
+        vault_admin.kv_put(f"e2e/{namespace}/r{i}", {"value": value})
+    auth = {"serviceAccountName": "app", "mount": auth_mount, "role": "later"}
+    env = {
+        **operator_env(stack, operator_token_file, watch=glob),
+        "VAULTSYNC_LOGIN_BACKOFF_BASE": f"{LOGIN_BACKOFF_BASE:g}s",
+        "VAULTSYNC_LOGIN_BACKOFF_MAX": f"{LOGIN_BACKOFF_MAX:g}s",
+    }
+    audit = AuditLog(stack.vault_audit_log)
+    login_path = f"auth/{auth_mount}/login"
+    with running_operator(env, tmp_path / "op.log") as operator:
+        mark = audit.mark()
+        token_requests_before = _token_requests(stack)
+        started = time.monotonic()
+        for i in range(REFUSED):
+            create_vaultsecret(kube_api, namespace, f"r{i}", {"path": f"e2e/{namespace}/r{i}", "auth": auth})
+        wait_for(
+            lambda: (
+                [c["reason"] for c in _ready_conditions(kube_api, namespace).values()]
+                == ["AuthFailed"] * REFUSED
+            ),
+            timeout=30,
+            what=f"{REFUSED} VaultSecrets AuthFailed",
+        )
+        time.sleep(max(0.0, started + FLOOD_WINDOW - time.monotonic()))
+        logins = audit.count(login_path, since=mark)
+        token_requests = _token_requests(stack) - token_requests_before
+        messages = {c["message"] for c in _ready_conditions(kube_api, namespace).values()}
+        print(
+            f"\n{REFUSED} refused VaultSecrets, {FLOOD_WINDOW:g} s:",
+            f"{logins} logins, {token_requests:g} TokenRequests",
+        )
+        # Every object got the same error, the one Vault's refusal gave.
+        assert len(messages) == 1
+        assert f"role later does not exist at auth/{auth_mount}" in messages.pop()
+        # Retried (the backoff passes), but per identity: not per VaultSecret.
+        assert 2 <= logins <= MAX_ATTEMPTS_IN_WINDOW
+        assert token_requests <= MAX_ATTEMPTS_IN_WINDOW
+
+        fixed_mark = audit.mark()
+        _role(vault_admin, auth_mount, "later", namespace, "app", token_ttl=3600)
+        fixed = time.monotonic()
+        # Bounded: the identity's next attempt comes within the cap (8 s), then each object's next retry
+        # (VAULTSYNC_BACKOFF_MAX, 5 s) finds its token; slack for 40 syncs on a busy machine.
+        wait_for(
+            lambda: _ready_count(kube_api, namespace) == REFUSED,
+            timeout=LOGIN_BACKOFF_MAX + 5 + 20,
+            what=f"{REFUSED} VaultSecrets Ready after the role was created",
+        )
+        recovered = time.monotonic() - fixed
+        logins_after = audit.count(login_path, since=fixed_mark)
+        print(f"all {REFUSED} Ready {recovered:.1f} s after the fix, with {logins_after} login(s)")
+        assert logins_after <= 2  # the successful one (and at most one refused attempt still in flight)
+        for i in (0, REFUSED - 1):
+            assert secret_data(kube_api, namespace, f"r{i}") == {"value": values[i].encode()}
+    assert_no_leaks(operator.log_text(), secret_values)

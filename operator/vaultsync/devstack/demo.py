@@ -23,7 +23,7 @@ from kubernetes.client.exceptions import ApiException
 import vaultsync
 from vaultsync.devstack import kube_admin
 from vaultsync.devstack.binaries import StackError, find_bao, find_kubectl
-from vaultsync.devstack.stack import LocalStack, pick_free_ports
+from vaultsync.devstack.stack import VAULT_AUDIENCE, LocalStack, pick_free_ports
 from vaultsync.devstack.vault_admin import VaultAdmin
 
 OPERATOR_NAMESPACE = "vaultsync-system"
@@ -105,7 +105,13 @@ def configure_demo(stack: LocalStack, api: client.ApiClient, vault: VaultAdmin) 
     configure_kubernetes_auth(stack, api, vault)
     kube_admin.create_service_account(api, OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT)
     vault.write_policy(DEMO_POLICY, DEMO_POLICY_HCL)
-    vault.kubernetes_role(OPERATOR_ROLE, [OPERATOR_SERVICE_ACCOUNT], [OPERATOR_NAMESPACE], [DEMO_POLICY])
+    vault.kubernetes_role(
+        OPERATOR_ROLE,
+        [OPERATOR_SERVICE_ACCOUNT],
+        [OPERATOR_NAMESPACE],
+        [DEMO_POLICY],
+        audience=VAULT_AUDIENCE,
+    )
     vault.kv_put(DEMO_VAULT_PATH, {"username": "demo", "password": secrets.token_urlsafe(18)})
     token_file = write_operator_token(stack, api)
     say(f"applying {crds_dir()}")
@@ -117,10 +123,14 @@ def configure_demo(stack: LocalStack, api: client.ApiClient, vault: VaultAdmin) 
 
 
 def write_operator_token(stack: LocalStack, api: client.ApiClient, path: Path | None = None) -> Path:
-    """The operator's service-account JWT, written where a pod would find its projected token
-    (default ``<workdir>/operator-token``)."""
+    """The operator's Vault login JWT, as deploy/ projects it into the pod: a token of its ServiceAccount
+    with the audience ``vault`` only, which the API server refuses (default ``<workdir>/operator-token``)."""
     token = kube_admin.request_token(
-        api, OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT, expiration_seconds=OPERATOR_TOKEN_SECONDS
+        api,
+        OPERATOR_NAMESPACE,
+        OPERATOR_SERVICE_ACCOUNT,
+        audiences=[VAULT_AUDIENCE],
+        expiration_seconds=OPERATOR_TOKEN_SECONDS,
     )
     path = path or stack.workdir / "operator-token"
     path.touch(mode=0o600)
@@ -139,10 +149,13 @@ def configure_operator_identity(
     token_path: Path | None = None,
 ) -> Path:
     """The operator's own Vault identity: its ServiceAccount, a policy, a kubernetes auth role binding the
-    two (needs ``configure_kubernetes_auth``); returns the file holding the ServiceAccount's JWT."""
+    two and requiring the audience ``vault`` (needs ``configure_kubernetes_auth``); returns the file holding
+    the ServiceAccount's JWT of that audience."""
     kube_admin.create_service_account(api, OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT)
     vault.write_policy(policy, policy_hcl)
-    vault.kubernetes_role(role, [OPERATOR_SERVICE_ACCOUNT], [OPERATOR_NAMESPACE], [policy])
+    vault.kubernetes_role(
+        role, [OPERATOR_SERVICE_ACCOUNT], [OPERATOR_NAMESPACE], [policy], audience=VAULT_AUDIENCE
+    )
     return write_operator_token(stack, api, token_path)
 
 

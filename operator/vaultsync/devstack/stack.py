@@ -43,11 +43,11 @@ import yaml
 from vaultsync.devstack.binaries import StackError, find_bao, find_etcd, find_kube_binaries
 from vaultsync.devstack.pki import PkiFiles, generate_pki
 
-__all__ = ["DEFAULT_ISSUER", "LocalStack", "StackError", "pick_free_ports"]
+__all__ = ["DEFAULT_ISSUER", "VAULT_AUDIENCE", "LocalStack", "StackError", "pick_free_ports"]
 
 HOST = "127.0.0.1"
 DEFAULT_ISSUER = "https://kubernetes.default.svc.cluster.local"
-VAULT_AUDIENCE = "vault"
+VAULT_AUDIENCE = "vault"  # the audience of the tokens the operator (and the docs) log in to Vault with
 SERVICE_CLUSTER_IP_RANGE = "10.96.0.0/16"
 CONTROLLERS = "namespace,serviceaccount,serviceaccount-token,garbagecollector,root-ca-cert-publisher"
 VAULT_ROOT_TOKEN = "root"  # noqa: S105 - the dev server's fixed, documented root token
@@ -485,7 +485,10 @@ class LocalStack:
             f"--service-account-issuer={self.issuer}",
             f"--service-account-key-file={pki.sa_public_key}",
             f"--service-account-signing-key-file={pki.sa_private_key}",
-            f"--api-audiences={self.issuer},{VAULT_AUDIENCE}",
+            # As on a real cluster, the API server accepts only its own audience: a token requested for the
+            # audience `vault` (the operator's Vault login) is refused by it, so Vault never holds an API
+            # credential. Vault's kubernetes method still reviews such tokens (TokenReview with audiences).
+            f"--api-audiences={self.issuer}",
             f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
             f"--audit-policy-file={self.workdir / 'audit-policy.yaml'}",
             f"--audit-log-path={self.kube_audit_log}",

@@ -31,7 +31,6 @@ from vaultsync.core.desired import (
     without_our_keys,
 )
 from vaultsync.core.errors import (
-    AUTH_FAILED,
     INVALID_DATA,
     INVALID_SPEC,
     KEY_CONFLICT,
@@ -61,7 +60,7 @@ from vaultsync.metrics import (
     VAULTSECRETS,
 )
 from vaultsync.settings import Settings
-from vaultsync.vault.identity import Identity
+from vaultsync.vault.identity import Identity, identity_for
 from vaultsync.vault.reader import SecretReader
 
 logger = logging.getLogger("vaultsync.sync")
@@ -391,24 +390,7 @@ class Engine:
         return spec, templates
 
     def _identity(self, namespace: str, auth: AuthSpec) -> Identity:
-        settings = self.settings
-        if auth.service_account_name is None and not settings.default_identity_allowed(namespace):
-            raise SyncError(
-                AUTH_FAILED,
-                f"namespace {namespace} may not use the operator's own Vault identity "
-                "(VAULTSYNC_DEFAULT_IDENTITY_NAMESPACES); set spec.auth.serviceAccountName to a "
-                "ServiceAccount "
-                "of this namespace that a Vault role binds",
-            )
-        return Identity(
-            method=auth.method or settings.auth_method,
-            mount=auth.mount or settings.auth_mount,
-            role=auth.role or settings.auth_role,
-            vault_namespace=auth.vault_namespace or settings.vault_namespace,
-            sa_namespace=namespace if auth.service_account_name else None,
-            sa_name=auth.service_account_name,
-            audience=(auth.audience or settings.auth_audience) if auth.service_account_name else None,
-        )
+        return identity_for(namespace, auth, self.settings)
 
     # Writing ----------------------------------------------------------------------------------------------
     async def _apply(

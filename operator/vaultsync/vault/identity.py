@@ -2,22 +2,28 @@
 
 A login happens once per identity and token lifetime, never per sync: tokens are cached, renewed before they
 expire, re-obtained when renewal fails or Vault stops accepting them, and revoked when no sync used them for
-a whole token lifetime (evicted) and when the operator stops.
+a whole token lifetime (evicted) and when the operator stops. A failed login (or TokenRequest) is shared by
+every sync of that identity: until the identity's own backoff has passed, they all get the same error at
+once, without a request, so N VaultSecrets on a broken identity cost one attempt per backoff step, not N.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
+import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import jwt as pyjwt
 
-from vaultsync.core.errors import AUTH_FAILED, SyncError
+from vaultsync.core.errors import AUTH_FAILED, INVALID_SPEC, SyncError
+from vaultsync.core.spec import AuthSpec
+from vaultsync.settings import Settings
 from vaultsync.vault.client import LoginRefused, VaultClient, VaultToken, outcome_of
 
 logger = logging.getLogger(__name__)
@@ -50,6 +56,79 @@ class Identity:
             else f"ServiceAccount {self.sa_namespace}/{self.sa_name}"
         )
         return f"{who} (auth/{self.mount}, method {self.method}, role {self.role or '(none)'})"
+
+
+OVERRIDES_SETTING = "VAULTSYNC_ALLOW_DEFAULT_IDENTITY_OVERRIDES"
+
+
+def identity_for(namespace: str | None, auth: AuthSpec, settings: Settings) -> Identity:
+    """The identity a VaultSecret of `namespace` logs in as: the one decision, shared by the engine and
+    `vaultsync doctor` (`namespace` None: the doctor without --namespace, no namespace fence to check).
+
+    - `spec.auth.serviceAccountName` set: that ServiceAccount of the VaultSecret's own namespace; every other
+      `spec.auth` field falls back to the operator's setting.
+    - Unset: the operator's own identity. The namespace must be allowed by
+      VAULTSYNC_DEFAULT_IDENTITY_NAMESPACES (AuthFailed otherwise). Its login is the operator's settings:
+      a VaultSecret that picks another method, mount, role or Vault namespace would send the operator's own
+      JWT to an auth mount of its choosing, so that is InvalidSpec unless VAULTSYNC_ALLOW_DEFAULT_IDENTITY_
+      OVERRIDES is true (a value equal to the setting changes nothing and is accepted). `spec.auth.audience`
+      is InvalidSpec either way: the operator's own token comes from a file whose audience is fixed.
+    """
+    if auth.service_account_name is not None:
+        if namespace is None:
+            raise ValueError("a ServiceAccount identity needs the VaultSecret's namespace")
+        return Identity(
+            method=auth.method or settings.auth_method,
+            mount=auth.mount or settings.auth_mount,
+            role=auth.role or settings.auth_role,
+            vault_namespace=auth.vault_namespace or settings.vault_namespace,
+            sa_namespace=namespace,
+            sa_name=auth.service_account_name,
+            audience=auth.audience or settings.auth_audience,
+        )
+    if namespace is not None and not settings.default_identity_allowed(namespace):
+        raise SyncError(
+            AUTH_FAILED,
+            f"namespace {namespace} may not use the operator's own Vault identity "
+            "(VAULTSYNC_DEFAULT_IDENTITY_NAMESPACES); set spec.auth.serviceAccountName to a ServiceAccount "
+            "of this namespace that a Vault role binds",
+        )
+    if auth.audience is not None:
+        raise SyncError(
+            INVALID_SPEC,
+            "spec.auth.audience applies only with spec.auth.serviceAccountName: the operator's own Vault "
+            "identity logs in with its token file (VAULTSYNC_TOKEN_FILE), whose audience is fixed; remove "
+            "spec.auth.audience, or set spec.auth.serviceAccountName to a ServiceAccount of this namespace",
+        )
+    chosen = {
+        "spec.auth.method": (auth.method, settings.auth_method),
+        "spec.auth.mount": (auth.mount, settings.auth_mount),
+        "spec.auth.role": (auth.role, settings.auth_role),
+        "spec.auth.vaultNamespace": (auth.vault_namespace, settings.vault_namespace),
+    }
+    overrides = [name for name, (value, setting) in chosen.items() if value is not None and value != setting]
+    if overrides and not settings.allow_default_identity_overrides:
+        fields = " and ".join(overrides)
+        raise SyncError(
+            INVALID_SPEC,
+            f"{fields} may not be set without spec.auth.serviceAccountName: the operator's own Vault "
+            "identity logs in only as the operator is configured; set spec.auth.serviceAccountName to a "
+            f"ServiceAccount of this namespace that a Vault role binds, or ask the operator's admin to allow "
+            f"it with {OVERRIDES_SETTING}=true",
+        )
+    return Identity(
+        method=auth.method or settings.auth_method,
+        mount=auth.mount or settings.auth_mount,
+        role=auth.role or settings.auth_role,
+        vault_namespace=auth.vault_namespace or settings.vault_namespace,
+    )
+
+
+def backoff_delay(failures: int, base: float, maximum: float) -> float:
+    """Exponential backoff with jitter: about base x 2^(failures-1), capped at maximum. The jitter applies
+    at the cap too (0.8-1.0 x maximum), so that retries never fall into lockstep."""
+    step = base * 2.0 ** min(max(failures - 1, 0), 30) * random.uniform(0.8, 1.2)
+    return min(maximum * random.uniform(0.8, 1.0), step)
 
 
 @dataclass
@@ -99,6 +178,13 @@ def login_refused_message(identity: Identity, refused: LoginRefused) -> str:
             f"role {role} does not bind {who}: bind it in Vault (kubernetes method: "
             "bound_service_account_names and bound_service_account_namespaces; jwt method: bound_subject), "
             "or set spec.auth.role to a role that binds it"
+        )
+    elif "aud" in detail and identity.is_default:
+        hint = (
+            f"role {role} does not accept the audience of the operator's token file (VAULTSYNC_TOKEN_FILE): "
+            "the file should hold the projected token of audience vault that deploy/ mounts, and the role "
+            "should require that audience (kubernetes method: audience=vault; jwt method: "
+            "bound_audiences=vault)"
         )
     elif "aud" in detail:
         hint = (
@@ -191,8 +277,24 @@ LoginObserver = Callable[[Identity, str, str, float], None]
 """(identity, operation: login or renew, outcome: see `outcome_of`, seconds the request took)."""
 
 
+@dataclass
+class _Failure:
+    """The last failed attempt of an identity: shared by every sync until `retry_at`."""
+
+    reason: str
+    message: str
+    count: int
+    retry_at: float
+
+
+def _attempt_key(identity: Identity) -> Identity:
+    # What a sync asks for (the ServiceAccount's uid is only known once its token is there).
+    return dataclasses.replace(identity, sa_uid=None) if identity.sa_uid is not None else identity
+
+
 class VaultSessions:
-    """Vault tokens per identity: one login per identity and token lifetime, shared by every sync."""
+    """Vault tokens per identity: one login per identity and token lifetime, shared by every sync; failed
+    attempts shared too, with a backoff per identity (`backoff_base` doubling up to `backoff_max`)."""
 
     def __init__(
         self,
@@ -200,13 +302,21 @@ class VaultSessions:
         own_jwt: TokenFileJwt,
         sa_jwts: ServiceAccountJwts,
         on_request: LoginObserver | None = None,
+        *,
+        backoff_base: float = 2.0,
+        backoff_max: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.vault = vault
         self.own_jwt = own_jwt
         self.sa_jwts = sa_jwts
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+        self._clock = clock
         self._tokens: dict[Identity, VaultToken] = {}
         self._last_used: dict[Identity, float] = {}
         self._locks: dict[Identity, asyncio.Lock] = {}
+        self._failures: dict[Identity, _Failure] = {}
         self._renewer: asyncio.Task[None] | None = None
         self._on_request = on_request or (lambda identity, operation, outcome, seconds: None)
 
@@ -221,33 +331,71 @@ class VaultSessions:
         entry = await self.sa_jwts.get(identity.sa_namespace, identity.sa_name, identity.audience)
         return Identity(**{**identity.__dict__, "sa_uid": entry.uid}), entry.token
 
+    def backing_off(self, identity: Identity) -> bool:
+        """Whether the identity's last attempt failed and its backoff has not passed yet."""
+        failure = self._failures.get(_attempt_key(identity))
+        return failure is not None and self._clock() < failure.retry_at
+
+    def _check_backoff(self, key: Identity) -> None:
+        failure = self._failures.get(key)
+        if failure is not None and self._clock() < failure.retry_at:
+            # A new error each time: one instance raised in many tasks would share (and grow) a traceback.
+            raise SyncError(failure.reason, failure.message)
+
+    def _failed(self, key: Identity, error: SyncError) -> SyncError:
+        previous = self._failures.get(key)
+        count = (previous.count if previous else 0) + 1
+        delay = backoff_delay(count, self.backoff_base, self.backoff_max)
+        self._failures[key] = _Failure(error.reason, error.message, count, self._clock() + delay)
+        logger.info(
+            "%s: %s; its VaultSecrets fail at once with this error, next attempt in %.0fs (failure %d)",
+            key.describe(),
+            error.reason,
+            delay,
+            count,
+        )
+        return error
+
     async def token(self, identity: Identity) -> tuple[Identity, VaultToken]:
+        key = _attempt_key(identity)
+        self._check_backoff(key)
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            # Syncs that waited here while an attempt failed get its error, not an attempt of their own.
+            self._check_backoff(key)
+            try:
+                resolved, token = await self._token_once(identity)
+            except SyncError as exc:
+                raise self._failed(key, exc) from None
+            if self._failures.pop(key, None) is not None:
+                logger.info("%s: logged in again after failures", key.describe())
+            return resolved, token
+
+    async def _token_once(self, identity: Identity) -> tuple[Identity, VaultToken]:
         identity, jwt = await self.resolve(identity)
         self._last_used[identity] = time.monotonic()
-        lock = self._locks.setdefault(identity, asyncio.Lock())
-        async with lock:
-            cached = self._tokens.get(identity)
-            if cached is not None and time.monotonic() < cached.expires_at - MIN_RENEW_LEAD:
-                return identity, cached
-            started = time.monotonic()
-            try:
-                token = await self.vault.login(
-                    mount=identity.mount, role=identity.role, jwt=jwt, namespace=identity.vault_namespace
-                )
-            except SyncError as exc:
-                self._on_request(identity, "login", outcome_of(exc), time.monotonic() - started)
-                if isinstance(exc, LoginRefused):
-                    if not identity.is_default and identity.sa_namespace and identity.sa_name:
-                        # The cached JWT may be stale (e.g. the ServiceAccount was re-created): ask anew.
-                        self.sa_jwts.forget(identity.sa_namespace, identity.sa_name, identity.audience)
-                    raise SyncError(AUTH_FAILED, login_refused_message(identity, exc)) from None
-                if exc.reason == AUTH_FAILED:
-                    raise SyncError(AUTH_FAILED, f"{identity.describe()}: {exc.message}") from None
-                raise
-            self._on_request(identity, "login", "ok", time.monotonic() - started)
-            logger.info("logged in to Vault as %s", identity.describe())
-            self._tokens[identity] = token
-            return identity, token
+        cached = self._tokens.get(identity)
+        if cached is not None and time.monotonic() < cached.expires_at - MIN_RENEW_LEAD:
+            return identity, cached
+        started = time.monotonic()
+        try:
+            token = await self.vault.login(
+                mount=identity.mount, role=identity.role, jwt=jwt, namespace=identity.vault_namespace
+            )
+        except SyncError as exc:
+            self._on_request(identity, "login", outcome_of(exc), time.monotonic() - started)
+            if isinstance(exc, LoginRefused):
+                if not identity.is_default and identity.sa_namespace and identity.sa_name:
+                    # The cached JWT may be stale (e.g. the ServiceAccount was re-created): ask anew.
+                    self.sa_jwts.forget(identity.sa_namespace, identity.sa_name, identity.audience)
+                raise SyncError(AUTH_FAILED, login_refused_message(identity, exc)) from None
+            if exc.reason == AUTH_FAILED:
+                raise SyncError(AUTH_FAILED, f"{identity.describe()}: {exc.message}") from None
+            raise
+        self._on_request(identity, "login", "ok", time.monotonic() - started)
+        logger.info("logged in to Vault as %s", identity.describe())
+        self._tokens[identity] = token
+        return identity, token
 
     def invalidate(self, identity: Identity, token: VaultToken) -> None:
         """Drops a token that Vault no longer accepts (only if it is still the cached one)."""
