@@ -2,6 +2,7 @@
 server (Kubernetes 1.20), and the operator process then run with the token of the ServiceAccount the chart
 created, so the chart's RBAC is exercised by every kind of request the operator makes:
 
+* values the schema refuses never reach the cluster;
 * revision 1, namespaced (`watch.namespaces: [<ns>]`): Roles only; the operator syncs, rotates, restarts
   a workload, repairs drift, renames, merges, logs in as a namespace ServiceAccount and leads, without one
   refused request;
@@ -148,6 +149,16 @@ def test_chart_install_upgrade_and_the_operator_under_its_rbac(
     rbac = client.RbacAuthorizationV1Api(kube_api)
     with own_namespace(kube_api, prefix=own) as watched, own_namespace(kube_api, prefix=own) as later:
         try:
+            # Bad values are refused at install, before anything reaches the cluster.
+            with pytest.raises(helm.HelmError) as refused:
+                helm_config.install(CHART_DIR, release, {**base_values, "watch": {"namespaces": ["team-*"]}})
+            assert "schema" in str(refused.value)
+            assert "/watch/namespaces/0" in str(refused.value)
+            assert all(r.get("name") != release for r in helm_config.list())
+            with pytest.raises(ApiException) as absent:
+                client.CoreV1Api(kube_api).read_namespaced_service_account(fullname, own)
+            assert absent.value.status == 404
+
             # Revision 1: namespaced.
             installed = helm_config.install(
                 CHART_DIR, release, {**base_values, "watch": {"namespaces": [watched]}}
