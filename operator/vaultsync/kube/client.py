@@ -212,6 +212,9 @@ class KubeClient:
                 if response.status == 410:
                     raise WatchExpired()
                 if response.status >= 400:
+                    # Failed watches count with failed requests (vaultsync_kubernetes_api_errors_total);
+                    # 410 Gone is the normal end of a watch's history, not an error.
+                    self._on_error(str(response.status))
                     raise ApiError(response.status, str(response.reason), await response.text())
                 async for line in _lines(response.content):
                     event = json.loads(line)
@@ -219,11 +222,13 @@ class KubeClient:
                         status = event.get("object", {})
                         if status.get("code") == 410:
                             raise WatchExpired()
+                        self._on_error(str(status.get("code", 500)))
                         raise ApiError(
                             int(status.get("code", 500)), status.get("reason", ""), status.get("message", "")
                         )
                     yield event
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            self._on_error("unreachable")
             raise ApiError(0, "Unreachable", f"watch interrupted ({type(exc).__name__})") from None
 
 
