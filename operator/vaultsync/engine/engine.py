@@ -31,6 +31,7 @@ from vaultsync.core.desired import (
     without_our_keys,
 )
 from vaultsync.core.errors import (
+    AUTH_FAILED,
     INVALID_DATA,
     INVALID_SPEC,
     KEY_CONFLICT,
