@@ -3,7 +3,7 @@
 * ``run`` (the default): the demo. Starts the local stack, configures it, runs the operator and streams
   its output until Ctrl-C.
 * ``prepare``: obtain the binaries only (etcd from Debian, kube-apiserver built once and cached, bao,
-  kubectl).
+  kubectl, lua5.1 with cjson from Debian for the Argo CD health check tests).
 * ``up``: the same stack and set-up without the operator; prints the environment and stays up until Ctrl-C.
 """
 
@@ -13,7 +13,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from vaultsync.devstack.binaries import StackError, find_bao, find_etcd, find_kube_binaries, find_kubectl
+from vaultsync.devstack.binaries import (
+    StackError,
+    find_bao,
+    find_etcd,
+    find_kube_binaries,
+    find_kubectl,
+    find_lua,
+)
 from vaultsync.devstack.demo import run_demo, run_up
 
 
@@ -33,7 +40,15 @@ def prepare() -> int:
     """Obtains every binary the stack needs (builds kube-apiserver on first use) without starting it."""
     try:
         kube = find_kube_binaries()
-        for path in (find_etcd(), kube.apiserver, kube.controller_manager, find_bao(), find_kubectl()):
+        binaries = (
+            find_etcd(),
+            kube.apiserver,
+            kube.controller_manager,
+            find_bao(),
+            find_kubectl(),
+            find_lua(),
+        )
+        for path in binaries:
             print(f"ready: {path}")
     except StackError as exc:
         print(f"vaultsync: {exc}", file=sys.stderr)
