@@ -1,6 +1,7 @@
-"""The Argo CD health check (deploy/argocd/health.lua) in lua5.1, on objects the end-to-end runs cannot
-produce on demand (kstatus conditions, reasons of future kinds, malformed status), and its shipping:
-the argocd-cm kustomization and docs/argocd.md carry exactly that one file, for every kind.
+"""The Argo CD health check (deploy/argocd/health.lua) in lua5.1 and the Flux health-check expressions
+(deploy/flux/health-checks.yaml) in cel-python, on objects the end-to-end runs cannot produce on demand
+(kstatus conditions, reasons of future kinds, malformed status), and their shipping: the argocd-cm
+kustomization and docs/argocd.md carry exactly those files, for every kind.
 
 tests/e2e/test_argocd_health.py runs the same script on real objects of the local stack."""
 
@@ -13,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.argocd_health import HEALTH_SCRIPT, KINDS, REPO_ROOT, health
+from tests.argocd_health import FLUX_CHECKS, HEALTH_SCRIPT, KINDS, REPO_ROOT, flux_status, health
 from vaultsync.devstack.binaries import find_kubectl, find_lua
 
 
@@ -130,6 +131,41 @@ def test_the_script_uses_only_what_argo_cd_offers(lua: Path, tmp_path: Path) -> 
         health(lua, obj(), script=script)
 
 
+# Flux: the same verdicts as Argo CD ------------------------------------------------------------------
+ARGO_TO_FLUX = {"Healthy": "Current", "Progressing": "InProgress", "Degraded": "Failed"}
+FLUX_CASES = [
+    ("no status", obj()),
+    ("empty status", obj(status={})),
+    ("no Ready", obj(status={"observedGeneration": 1, "conditions": [{"type": "Other", "status": "True"}]})),
+    ("synced", obj(status={"observedGeneration": 1, "conditions": [ready("True", "Synced")]})),
+    ("failed", obj(status={"observedGeneration": 1, "conditions": [ready("False", "NotFound", "gone")]})),
+    (
+        "spec changed",
+        obj(generation=2, status={"observedGeneration": 1, "conditions": [ready("True", "Synced")]}),
+    ),
+    (
+        "stale Ready",
+        obj(generation=2, status={"observedGeneration": 2, "conditions": [ready("False", "NotFound")]}),
+    ),
+    ("pending", obj(status={"observedGeneration": 1, "conditions": [ready("False", "Pending")]})),
+    ("unknown", obj(status={"observedGeneration": 1, "conditions": [ready("Unknown", "Issuing")]})),
+    ("Ready without generation", obj(status={"conditions": [ready("True", "Synced", generation=None)]})),
+]
+
+
+@pytest.mark.parametrize("case", FLUX_CASES, ids=[c[0] for c in FLUX_CASES])
+def test_flux_expressions_agree_with_the_argo_cd_check(lua: Path, case: tuple[str, dict[str, Any]]) -> None:
+    _, body = case
+    assert flux_status(body) == ARGO_TO_FLUX[health(lua, body)["status"]]
+
+
+def test_flux_expressions_cover_every_kind_the_same_way() -> None:
+    entries = yaml.safe_load(FLUX_CHECKS.read_text())["spec"]["healthCheckExprs"]
+    assert [e["kind"] for e in entries] == list(KINDS)
+    assert all(e["apiVersion"] == "vaultsync.io/v1alpha1" for e in entries)
+    assert len({(e["inProgress"], e["failed"], e["current"]) for e in entries}) == 1
+
+
 # Shipping: one source, every kind ---------------------------------------------------------------------
 def test_the_argocd_cm_kustomization_registers_the_script_for_every_kind() -> None:
     rendered = subprocess.run(
@@ -155,3 +191,8 @@ def test_docs_argocd_md_shows_the_script_as_it_is() -> None:
     assert f"```lua\n{script}```" in doc
     for kind in KINDS:
         assert f"resource.customizations.health.vaultsync.io_{kind}: |\n{indented}" in doc, kind
+
+
+def test_docs_argocd_md_shows_the_flux_expressions_as_they_are() -> None:
+    doc = (REPO_ROOT / "docs" / "argocd.md").read_text()
+    assert f"```yaml\n{FLUX_CHECKS.read_text()}```" in doc

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from tests.argocd_health import health
+from tests.argocd_health import flux_status, health
 from tests.e2e.conftest import ValueFactory
 from tests.e2e.kube import GROUP, PLURAL, VERSION, create_vaultsecret, get_vaultsecret, wait_ready
 from vaultsync.devstack.binaries import find_kubectl, find_lua
@@ -94,6 +94,7 @@ def test_health_of_real_objects_healthy_degraded_and_progressing(
         obj = read(kube_api, namespace, name)
         condition = assert_kstatus_conventions(obj)
         assert health(lua, obj) == {"status": "Degraded", "message": f"{reason}: {condition['message']}"}
+        assert flux_status(obj) == "Failed"
         assert condition["message"]  # says what to do
 
     # Before a first sync: the object as `kubectl apply` leaves it, in a namespace no operator watches.
@@ -121,6 +122,7 @@ def test_health_of_real_objects_healthy_degraded_and_progressing(
         "status": "Progressing",
         "message": "Waiting for the operator to process generation 2 (observed 1)",
     }
+    assert flux_status(changed) == "InProgress"
 
 
 def kubectl(stack: LocalStack, *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
@@ -138,6 +140,7 @@ def test_kubectl_wait_for_condition_ready(
     kube_api: client.ApiClient,
     vault_admin: VaultAdmin,
     namespace: str,
+    own: str,
     new_value: ValueFactory,
 ) -> None:
     vault_admin.kv_put(f"e2e/{namespace}/app", {"password": new_value()})
@@ -174,3 +177,21 @@ def test_kubectl_wait_for_condition_ready(
         "jsonpath={.status.conditions[?(@.type=='Ready')].reason}",
     )
     assert reason.stdout == "NotFound"
+
+    # A Ready=True that describes an older generation does not satisfy kubectl wait (it compares the
+    # condition's observedGeneration with metadata.generation): an object no operator watches, with the
+    # synced status of generation 1, then a spec change.
+    good = read(kube_api, namespace, "good")
+    create_vaultsecret(kube_api, own, "stale", {"path": f"e2e/{namespace}/app"})
+    custom = client.CustomObjectsApi(kube_api)
+    custom.patch_namespaced_custom_object_status(
+        GROUP, VERSION, own, PLURAL, "stale", {"status": good["status"]}
+    )
+    fresh = kubectl(stack, "-n", own, "wait", "--for=condition=Ready", "vaultsecret/stale", "--timeout=10s")
+    assert fresh.returncode == 0, fresh.stderr
+    custom.patch_namespaced_custom_object(
+        GROUP, VERSION, own, PLURAL, "stale", {"spec": {"refreshInterval": "5m"}}
+    )
+    stale = kubectl(stack, "-n", own, "wait", "--for=condition=Ready", "vaultsecret/stale", "--timeout=3s")
+    assert stale.returncode != 0
+    assert "timed out" in stale.stderr, stale.stderr
