@@ -423,6 +423,19 @@ def test_converted_vaultsecrets_pass_our_own_parser_and_a_refused_one_is_listed(
     assert ("VaultSecret default/kvv1-example-vaultsecret", "spec") in unmapped(result)
 
 
+def test_our_own_kinds_and_same_named_kinds_of_other_groups_pass_through() -> None:
+    ours = {
+        "apiVersion": "vaultsync.io/v1alpha1",
+        "kind": "VaultSecret",
+        "metadata": {"name": "a"},
+        "spec": {"path": "x"},
+    }
+    other = {"apiVersion": "example.com/v1", "kind": "ExternalSecret", "metadata": {"name": "b"}, "spec": {}}
+    result = convert([copy.deepcopy(ours), copy.deepcopy(other)])
+    assert result.objects == [ours, other]
+    assert result.exit_code == EXIT_OK
+
+
 def test_objects_of_other_kinds_pass_through_unchanged() -> None:
     deployment = {
         "apiVersion": "apps/v1",

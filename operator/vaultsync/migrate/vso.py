@@ -180,6 +180,11 @@ def _destination(spec: Mapping[str, Any], out: dict[str, Any], rec: Recorder, *,
     else:
         # VSO writes into a Secret that must already exist and that it did not create.
         target["creationPolicy"] = "Merge"
+        rec.note(
+            "spec.destination.create",
+            "false: mapped to creationPolicy: Merge (the Secret must exist); vaultsync writes its keys and "
+            "keeps the others, where VSO replaces them all",
+        )
     for key in ("labels", "annotations"):
         if dest.get(key):
             target[key] = dict(dest[key])
