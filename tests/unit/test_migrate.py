@@ -347,6 +347,15 @@ def test_eso_unmappable_fields_are_listed(kind: str, path: list[Any], value: Any
     assert any(field in f.field for f in result.findings if f.severity == "unmapped"), result.findings
 
 
+def test_a_store_login_problem_is_listed_on_the_store_and_on_its_users() -> None:
+    documents = load("eso.yaml")
+    doc(documents, "SecretStore")["spec"]["provider"]["vault"]["auth"] = {
+        "tokenSecretRef": {"name": "t", "key": "k"}
+    }
+    sources = {s for s, field in unmapped(convert(documents)) if "tokenSecretRef" in field}
+    assert sources == {"SecretStore example/vault-backend", "ExternalSecret example/vault-example"}
+
+
 # ricoberger's vault-secrets-operator ------------------------------------------------------------------
 def test_ricoberger_documented_examples_map_completely() -> None:
     result = convert(load("ricoberger.yaml"), Options(kv1_mounts=frozenset({"kvv1"})))

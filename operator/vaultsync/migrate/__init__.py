@@ -104,6 +104,11 @@ def convert(documents: Iterable[Any], options: Options | None = None) -> Result:
                 str(obj.get("kind")), str(meta.get("namespace") or ""), str(meta.get("name"))
             )
             connection = eso.convert_store(obj, rec, connections.get(name, set()))
+            store = stores.get(
+                eso.store_key(str(obj.get("kind")), str(meta.get("namespace") or ""), str(meta.get("name")))
+            )
+            for field_name, why in store.problems if store else ():
+                rec.unmapped(field_name, why)
             if options.no_connections:
                 if connection is not None:
                     rec.note(

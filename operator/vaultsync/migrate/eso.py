@@ -39,7 +39,7 @@ class Store:
     service_account_namespace: str | None = None
 
 
-def _store_key(kind: str, namespace: str, name: str) -> tuple[str, str, str]:
+def store_key(kind: str, namespace: str, name: str) -> tuple[str, str, str]:
     return (kind, "" if kind == "ClusterSecretStore" else namespace, name)
 
 
@@ -59,7 +59,7 @@ def index_stores(objects: list[Mapping[str, Any]]) -> dict[tuple[str, str, str],
         if not isinstance(vault, Mapping):
             continue  # listed as not mapped when the store itself is converted
         auth, problems, sa_namespace = _auth(vault.get("auth") or {})
-        stores[_store_key(str(kind), namespace, name)] = Store(
+        stores[store_key(str(kind), namespace, name)] = Store(
             kind=str(kind),
             namespace=namespace,
             name=name,
@@ -264,7 +264,7 @@ def convert_external_secret_spec(
     """Our spec for an ExternalSecret's spec, or None when it has no Vault store among the inputs."""
     ref = spec.get("secretStoreRef") or {}
     kind = str(ref.get("kind") or "SecretStore")
-    store = stores.get(_store_key(kind, namespace, str(ref.get("name"))))
+    store = stores.get(store_key(kind, namespace, str(ref.get("name"))))
     if store is None:
         rec.unmapped(
             f"{field_prefix}.secretStoreRef",
