@@ -22,7 +22,6 @@ _PKI_LIST_OPTIONS = {"alt_names": "altNames", "ip_sans": "ipSans", "uri_sans": "
 
 
 def convert(obj: Mapping[str, Any], rec: Recorder, options: Options) -> dict[str, Any] | None:
-    meta = obj.get("metadata") or {}
     spec = obj.get("spec") or {}
     engine = spec.get("secretEngine") or "kv"
     if engine == "kv":
@@ -31,11 +30,10 @@ def convert(obj: Mapping[str, Any], rec: Recorder, options: Options) -> dict[str
         return _pki(obj, spec, rec)
     # ricoberger's operator treats any other value as kv, and so does this conversion.
     rec.note("spec.secretEngine", f"{engine!r} is read as kv, as ricoberger's operator does")
-    del meta
     return _kv(obj, spec, rec, options)
 
 
-def _common(obj: Mapping[str, Any], spec: Mapping[str, Any], out: dict[str, Any], rec: Recorder) -> None:
+def _common(spec: Mapping[str, Any], out: dict[str, Any], rec: Recorder) -> None:
     auth: dict[str, Any] = {}
     if spec.get("vaultRole"):
         auth["role"] = spec["vaultRole"]
@@ -49,7 +47,6 @@ def _common(obj: Mapping[str, Any], spec: Mapping[str, Any], out: dict[str, Any]
         out["target"] = {"creationPolicy": "Merge"}
     elif spec.get("reconcileStrategy") not in (None, "", "Replace"):
         rec.unmapped("spec.reconcileStrategy", f"{spec['reconcileStrategy']!r} is neither Replace nor Merge")
-    del obj
 
 
 def _kv(
@@ -85,7 +82,7 @@ def _kv(
         )
     if spec.get("keys"):
         out["keys"] = list(spec["keys"])
-    _common(obj, spec, out, rec)
+    _common(spec, out, rec)
     templates = spec.get("templates") or {}
     if templates:
         translated = _templates(templates, rec)
@@ -134,7 +131,7 @@ def _pki(obj: Mapping[str, Any], spec: Mapping[str, Any], rec: Recorder) -> dict
             rec.unmapped(
                 f"spec.engineOptions.{key}", "vaultsync asks for commonName, altNames, ipSans, uriSans, ttl"
             )
-    _common(obj, spec, out, rec)
+    _common(spec, out, rec)
     if out.get("type") != "kubernetes.io/tls":
         out.pop("type", None)
         rec.unmapped(
