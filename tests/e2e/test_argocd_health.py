@@ -17,9 +17,10 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from tests.argocd_health import flux_status, health
+from tests.argocd_health import HEALTH_SCRIPT, KINDS, REPO_ROOT, flux_status, health
 from tests.e2e.conftest import ValueFactory
 from tests.e2e.kube import GROUP, PLURAL, VERSION, create_vaultsecret, get_vaultsecret, wait_ready
+from vaultsync.devstack import kube_admin
 from vaultsync.devstack.binaries import find_kubectl, find_lua
 from vaultsync.devstack.stack import LocalStack
 from vaultsync.devstack.vault_admin import VaultAdmin
@@ -195,3 +196,49 @@ def test_kubectl_wait_for_condition_ready(
     stale = kubectl(stack, "-n", own, "wait", "--for=condition=Ready", "vaultsecret/stale", "--timeout=3s")
     assert stale.returncode != 0
     assert "timed out" in stale.stderr, stale.stderr
+
+
+def test_the_documented_argocd_cm_patch_adds_the_checks_and_keeps_other_settings(
+    stack: LocalStack, kube_api: client.ApiClient
+) -> None:
+    """docs/argocd.md: `kubectl kustomize deploy/argocd | kubectl -n argocd patch configmap argocd-cm
+    --type merge --patch-file /dev/stdin`, against a real argocd-cm."""
+    core = client.CoreV1Api(kube_api)
+    kube_admin.create_namespace(kube_api, "argocd")
+    try:
+        core.create_namespaced_config_map(
+            "argocd",
+            {"metadata": {"name": "argocd-cm"}, "data": {"url": "https://argocd.example.com"}},
+        )
+        rendered = kubectl(stack, "kustomize", str(REPO_ROOT / "deploy" / "argocd"))
+        assert rendered.returncode == 0, rendered.stderr
+        patched = subprocess.run(
+            [
+                str(find_kubectl()),
+                "--kubeconfig",
+                str(stack.kubeconfig),
+                "-n",
+                "argocd",
+                "patch",
+                "configmap",
+                "argocd-cm",
+                "--type",
+                "merge",
+                "--patch-file",
+                "/dev/stdin",
+            ],
+            input=rendered.stdout,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert patched.returncode == 0, patched.stderr
+        data = core.read_namespaced_config_map("argocd-cm", "argocd").data
+        script = HEALTH_SCRIPT.read_text()
+        assert data == {
+            "url": "https://argocd.example.com",
+            **{f"resource.customizations.health.vaultsync.io_{kind}": script for kind in KINDS},
+        }
+    finally:
+        kube_admin.delete_namespace(kube_api, "argocd")
