@@ -432,6 +432,25 @@ def test_converted_vaultsecrets_pass_our_own_parser_and_a_refused_one_is_listed(
     assert ("VaultSecret default/kvv1-example-vaultsecret", "spec") in unmapped(result)
 
 
+MALFORMED = [
+    ("vso.yaml", "VaultStaticSecret", {"spec": "not an object"}),
+    ("vso.yaml", "VaultAuth", {"spec": ["a", "list"]}),
+    ("vso.yaml", "VaultConnection", {"spec": 42}),
+    ("eso.yaml", "ExternalSecret", {"spec": {"secretStoreRef": {"name": "vault-backend"}, "data": "x"}}),
+    ("eso.yaml", "SecretStore", {"spec": {"provider": "vault"}}),
+    ("ricoberger.yaml", "VaultSecret", {"metadata": "x", "spec": {"paths": 7}}),
+]
+
+
+@pytest.mark.parametrize(("fixture", "kind", "change"), MALFORMED, ids=[f"{c[1]}-{c[2]}" for c in MALFORMED])
+def test_a_malformed_object_is_listed_not_a_crash(fixture: str, kind: str, change: dict[str, Any]) -> None:
+    documents = load(fixture)
+    doc(documents, kind).update(change)
+    result = convert(documents)
+    assert result.exit_code == EXIT_UNMAPPED
+    assert any(f.severity == "unmapped" for f in result.findings)
+
+
 def test_our_own_kinds_and_same_named_kinds_of_other_groups_pass_through() -> None:
     ours = {
         "apiVersion": "vaultsync.io/v1alpha1",

@@ -65,61 +65,30 @@ def convert(documents: Iterable[Any], options: Options | None = None) -> Result:
                 )
             continue
         rec = Recorder(obj, findings)
-        kind = obj.get("kind")
-        converted: dict[str, Any] | None = None
-        if peer_of(obj) == "vso":
-            if kind == "VaultStaticSecret":
-                converted = vso.convert_static(obj, rec, auths, options, connections)
-            elif kind == "VaultDynamicSecret":
-                converted = vso.convert_dynamic(obj, rec, auths, options, connections)
-            elif kind == "VaultPKISecret":
-                converted = vso.convert_pki(obj, rec, auths, options, connections)
-            elif kind == "VaultAuth":
-                for field_name, why in auths[_key(obj)].problems:
-                    rec.unmapped(field_name, why)
-                rec.note("-", "no object of its own: its login is written into the objects that use it")
-            else:
-                deferred.append(obj)
-        elif peer_of(obj) == "eso":
-            if kind == "ExternalSecret":
-                converted = eso.convert_external_secret(obj, rec, stores, options, connections)
-            elif kind == "ClusterExternalSecret":
-                converted = eso.convert_cluster_external_secret(obj, rec, stores, options, connections)
-            else:
-                deferred.append(obj)
-        else:
-            converted = ricoberger.convert(obj, rec, options)
+        try:
+            converted = _convert_one(obj, rec, auths, stores, options, connections, deferred)
+        except (AttributeError, TypeError, ValueError, KeyError) as exc:
+            # A manifest the peer's own API server would have refused (a string where an object goes, ...).
+            _malformed(rec, exc)
+            continue
         if converted is not None:
             _check(converted, rec)
             consumers.append(converted)
     produced: set[str] = set()
     for obj in deferred:
         rec = Recorder(obj, findings)
-        meta = obj.get("metadata") or {}
-        if obj.get("kind") == "VaultConnection":
-            name = vso.connection_name(meta.get("namespace"), str(meta.get("name")))
-            connection: dict[str, Any] | None = vso.convert_connection(obj, rec, connections.get(name, set()))
+        try:
+            name, connection = _convert_connection(obj, rec, stores, options, connections)
+        except (AttributeError, TypeError, ValueError, KeyError) as exc:
+            _malformed(rec, exc)
+            continue
+        if connection is None:
+            continue
+        if options.no_connections:
+            rec.note("-", "no VaultConnection written (--no-connections): the operator's settings serve it")
         else:
-            name = eso.connection_name(
-                str(obj.get("kind")), str(meta.get("namespace") or ""), str(meta.get("name"))
-            )
-            connection = eso.convert_store(obj, rec, connections.get(name, set()))
-            store = stores.get(
-                eso.store_key(str(obj.get("kind")), str(meta.get("namespace") or ""), str(meta.get("name")))
-            )
-            for field_name, why in store.problems if store else ():
-                rec.unmapped(field_name, why)
-            if options.no_connections:
-                if connection is not None:
-                    rec.note(
-                        "-", "no VaultConnection written (--no-connections): the operator's settings serve it"
-                    )
-                continue
-        if connection is not None and not options.no_connections:
             produced.add(name)
             result.objects.append(connection)
-        elif connection is not None:
-            rec.note("-", "no VaultConnection written (--no-connections): the operator's settings serve it")
     for name in sorted(set(connections) - produced):
         findings.append(
             Finding(
@@ -133,6 +102,70 @@ def convert(documents: Iterable[Any], options: Options | None = None) -> Result:
     result.objects.extend(consumers)
     result.objects.extend(passed)
     return result
+
+
+def _convert_one(
+    obj: Mapping[str, Any],
+    rec: Recorder,
+    auths: Mapping[tuple[str, str], vso.Auth],
+    stores: Mapping[tuple[str, str, str], eso.Store],
+    options: Options,
+    connections: dict[str, set[str]],
+    deferred: list[Mapping[str, Any]],
+) -> dict[str, Any] | None:
+    """The converted consumer object; connection-like objects are deferred (they need every consumer)."""
+    kind = obj.get("kind")
+    peer = peer_of(obj)
+    if peer == "vso":
+        if kind == "VaultStaticSecret":
+            return vso.convert_static(obj, rec, auths, options, connections)
+        if kind == "VaultDynamicSecret":
+            return vso.convert_dynamic(obj, rec, auths, options, connections)
+        if kind == "VaultPKISecret":
+            return vso.convert_pki(obj, rec, auths, options, connections)
+        if kind == "VaultAuth":
+            for field_name, why in auths[_key(obj)].problems:
+                rec.unmapped(field_name, why)
+            rec.note("-", "no object of its own: its login is written into the objects that use it")
+            return None
+        deferred.append(obj)
+        return None
+    if peer == "eso":
+        if kind == "ExternalSecret":
+            return eso.convert_external_secret(obj, rec, stores, options, connections)
+        if kind == "ClusterExternalSecret":
+            return eso.convert_cluster_external_secret(obj, rec, stores, options, connections)
+        deferred.append(obj)
+        return None
+    return ricoberger.convert(obj, rec, options)
+
+
+def _convert_connection(
+    obj: Mapping[str, Any],
+    rec: Recorder,
+    stores: Mapping[tuple[str, str, str], eso.Store],
+    options: Options,
+    connections: dict[str, set[str]],
+) -> tuple[str, dict[str, Any] | None]:
+    meta = obj.get("metadata") or {}
+    namespace, name = str(meta.get("namespace") or ""), str(meta.get("name"))
+    if obj.get("kind") == "VaultConnection":
+        ours = vso.connection_name(namespace or None, name)
+        return ours, vso.convert_connection(obj, rec, connections.get(ours, set()))
+    kind = str(obj.get("kind"))
+    ours = eso.connection_name(kind, namespace, name)
+    connection = eso.convert_store(obj, rec, connections.get(ours, set()))
+    store = stores.get(eso.store_key(kind, namespace, name))
+    for field_name, why in store.problems if store else ():
+        rec.unmapped(field_name, why)
+    return ours, connection
+
+
+def _malformed(rec: Recorder, exc: Exception) -> None:
+    rec.unmapped(
+        "-",
+        f"malformed object, not converted ({type(exc).__name__}): check it against the peer's CRD",
+    )
 
 
 def _key(obj: Mapping[str, Any]) -> tuple[str, str]:

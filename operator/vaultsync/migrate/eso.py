@@ -53,23 +53,26 @@ def index_stores(objects: list[Mapping[str, Any]]) -> dict[tuple[str, str, str],
         kind = obj.get("kind")
         if kind not in ("SecretStore", "ClusterSecretStore") or not _ours(obj):
             continue
-        meta = obj.get("metadata") or {}
-        namespace, name = str(meta.get("namespace") or ""), str(meta.get("name"))
-        vault = ((obj.get("spec") or {}).get("provider") or {}).get("vault")
-        if not isinstance(vault, Mapping):
-            continue  # listed as not mapped when the store itself is converted
-        auth, problems, sa_namespace = _auth(vault.get("auth") or {})
-        stores[store_key(str(kind), namespace, name)] = Store(
-            kind=str(kind),
-            namespace=namespace,
-            name=name,
-            mount=str(vault["path"]).strip("/") if vault.get("path") else None,
-            kv=str(vault.get("version") or "v2"),
-            auth=auth,
-            connection=connection_name(str(kind), namespace, name),
-            problems=problems,
-            service_account_namespace=sa_namespace,
-        )
+        try:
+            meta = obj.get("metadata") or {}
+            namespace, name = str(meta.get("namespace") or ""), str(meta.get("name"))
+            vault = ((obj.get("spec") or {}).get("provider") or {}).get("vault")
+            if not isinstance(vault, Mapping):
+                continue  # listed as not mapped when the store itself is converted
+            auth, problems, sa_namespace = _auth(vault.get("auth") or {})
+            stores[store_key(str(kind), namespace, name)] = Store(
+                kind=str(kind),
+                namespace=namespace,
+                name=name,
+                mount=str(vault["path"]).strip("/") if vault.get("path") else None,
+                kv=str(vault.get("version") or "v2"),
+                auth=auth,
+                connection=connection_name(str(kind), namespace, name),
+                problems=problems,
+                service_account_namespace=sa_namespace,
+            )
+        except (AttributeError, TypeError, ValueError):
+            continue  # malformed: reported as such when the store itself is converted
     return stores
 
 

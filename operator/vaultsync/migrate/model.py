@@ -65,7 +65,9 @@ class Options:
 
 def describe(obj: Mapping[str, Any]) -> str:
     """``Kind namespace/name`` (or ``Kind name`` for a cluster-scoped object) of a source object."""
-    meta = obj.get("metadata") or {}
+    meta = obj.get("metadata")
+    if not isinstance(meta, Mapping):
+        meta = {}
     name = str(meta.get("name", "<no name>"))
     namespace = meta.get("namespace")
     return f"{obj.get('kind', '<no kind>')} {namespace}/{name}" if namespace else f"{obj.get('kind')} {name}"

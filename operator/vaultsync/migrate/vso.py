@@ -51,15 +51,18 @@ def index_auths(objects: list[Mapping[str, Any]]) -> dict[tuple[str, str], Auth]
     for obj in objects:
         if obj.get("kind") != "VaultAuth" or not str(obj.get("apiVersion", "")).startswith(GROUP):
             continue
-        meta = obj.get("metadata") or {}
-        namespace = str(meta.get("namespace") or "")
-        spec = obj.get("spec") or {}
-        auth, problems = _auth_spec(spec)
-        connection = None
-        ref = spec.get("vaultConnectionRef")
-        if ref:
-            ns, name = _ref(str(ref), namespace)
-            connection = connection_name(ns, name)
+        try:
+            meta = obj.get("metadata") or {}
+            namespace = str(meta.get("namespace") or "")
+            spec = obj.get("spec") or {}
+            auth, problems = _auth_spec(spec)
+            connection = None
+            ref = spec.get("vaultConnectionRef")
+            if ref:
+                ns, name = _ref(str(ref), namespace)
+                connection = connection_name(ns, name)
+        except (AttributeError, TypeError, ValueError):
+            continue  # malformed: reported as such when the VaultAuth itself is converted
         auths[(namespace, str(meta.get("name")))] = Auth(namespace, auth, connection, problems)
     return auths
 
