@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import io
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -551,3 +552,11 @@ def test_cli_input_errors_exit_2(
     assert code == EXIT_USAGE and "not valid YAML (line" in err
     code, _, err = run_cli(monkeypatch, capsys, stdin="- just\n- a list\n")
     assert code == EXIT_USAGE and "not a Kubernetes object" in err
+
+
+def test_every_unmappable_field_tested_here_is_in_docs_migration_md() -> None:
+    doc_text = (FIXTURES.parent.parent.parent / "docs" / "migration.md").read_text()
+    fields = [c[3] for c in VSO_UNMAPPED] + [c[3] for c in ESO_UNMAPPED] + [c[3] for c in RICOBERGER_UNMAPPED]
+    # A template's own key (templates.x, template.data.a) stands for "templates".
+    leaves = {re.sub(r"\.(templates|data)\.[^.]+$", r".\1", f).split(".")[-1].split("[")[0] for f in fields}
+    assert sorted(leaf for leaf in leaves if not re.search(rf"`[^`\n]*\b{re.escape(leaf)}\b", doc_text)) == []
