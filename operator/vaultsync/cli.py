@@ -1,5 +1,5 @@
 """The `vaultsync` command: `run` starts the operator; `doctor` diagnoses the Vault set-up from where it
-runs; `demo` runs the operator on a local stack."""
+runs; `demo` runs the operator on a local stack; `convert` turns the peer operators' manifests into ours."""
 
 from __future__ import annotations
 
@@ -91,6 +91,48 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(Path(args.workdir) if args.workdir else None)
 
 
+def _convert(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import yaml
+
+    from vaultsync.migrate import EXIT_USAGE, Options, convert
+
+    documents: list[object] = []
+    for name in args.files or ["-"]:
+        try:
+            text = sys.stdin.read() if name == "-" else Path(name).read_text(encoding="utf-8")
+            loaded = list(yaml.safe_load_all(text))
+        except OSError as exc:
+            print(f"vaultsync convert: cannot read {name}: {exc.strerror}", file=sys.stderr)
+            return EXIT_USAGE
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" (line {mark.line + 1})" if mark is not None else ""
+            print(f"vaultsync convert: {name} is not valid YAML{where}", file=sys.stderr)
+            return EXIT_USAGE
+        for document in loaded:
+            if document is None:
+                continue
+            if not isinstance(document, dict) or "kind" not in document:
+                print(
+                    f"vaultsync convert: {name} holds a document that is not a Kubernetes object",
+                    file=sys.stderr,
+                )
+                return EXIT_USAGE
+            if document.get("kind") == "List" or str(document.get("kind", "")).endswith("List"):
+                documents.extend(document.get("items") or [])
+            else:
+                documents.append(document)
+    options = Options(no_connections=args.no_connections, kv1_mounts=frozenset(args.kv1_mount or ()))
+    result = convert(documents, options)
+    sys.stdout.write(yaml.safe_dump_all(result.objects, sort_keys=False, explicit_start=True))
+    for finding in result.findings:
+        if finding.severity == "unmapped" or not args.quiet:
+            print(finding.line(), file=sys.stderr)
+    return result.exit_code
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vaultsync", description="Keeps Kubernetes Secrets in sync with Vault."
@@ -129,6 +171,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--workdir", help="where the stack keeps its files (default: a temporary directory)")
     demo.set_defaults(func=_demo)
+    convert = commands.add_parser(
+        "convert",
+        help="convert manifests of HashiCorp's Vault Secrets Operator, External Secrets and ricoberger's "
+        "vault-secrets-operator into vaultsync objects",
+        description="Reads manifests (files, or stdin with -; multi-document YAML) and writes the vaultsync "
+        "objects to stdout. Convert objects that refer to each other together (a VaultStaticSecret with its "
+        "VaultAuth and VaultConnection, an ExternalSecret with its SecretStore). Objects of other kinds are "
+        "passed through unchanged. Everything that could not be mapped is listed on stderr as "
+        "'not mapped: <source object>: <field>: <why>'; differences worth knowing as 'note: ...'. Exit code "
+        "0: everything mapped; 1: something did not (the rest is written); 2: the input could not be read. "
+        "See docs/migration.md.",
+    )
+    convert.add_argument("files", nargs="*", help="manifest files (default: stdin)")
+    convert.add_argument(
+        "--no-connections",
+        action="store_true",
+        help="write no VaultConnection and no spec.connection: the operator's own settings (VAULT_ADDR ...) "
+        "serve every converted object",
+    )
+    convert.add_argument(
+        "--kv1-mount",
+        action="append",
+        metavar="MOUNT",
+        help="a KV version 1 mount, for ricoberger's VaultSecrets (their manifests do not say); repeatable",
+    )
+    convert.add_argument("--quiet", action="store_true", help="list only what was not mapped, not the notes")
+    convert.set_defaults(func=_convert)
     return parser
 
 

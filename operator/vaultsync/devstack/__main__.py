@@ -3,7 +3,8 @@
 * ``run`` (the default): the demo. Starts the local stack, configures it, runs the operator and streams
   its output until Ctrl-C.
 * ``prepare``: obtain the binaries only (etcd from Debian, kube-apiserver built once and cached, bao,
-  kubectl, prometheus and promtool from Debian for the alert-rule tests).
+  kubectl, prometheus and promtool from Debian for the alert-rule tests, lua5.1 with cjson from Debian for
+  the Argo CD health check tests).
 * ``up``: the same stack and set-up without the operator; prints the environment and stays up until Ctrl-C.
 """
 
@@ -19,6 +20,7 @@ from vaultsync.devstack.binaries import (
     find_etcd,
     find_kube_binaries,
     find_kubectl,
+    find_lua,
     find_prometheus,
 )
 from vaultsync.devstack.demo import run_demo, run_up
@@ -41,7 +43,7 @@ def prepare() -> int:
     try:
         kube = find_kube_binaries()
         prometheus = find_prometheus()
-        for path in (
+        binaries = (
             find_etcd(),
             kube.apiserver,
             kube.controller_manager,
@@ -49,7 +51,9 @@ def prepare() -> int:
             find_kubectl(),
             prometheus.prometheus,
             prometheus.promtool,
-        ):
+            find_lua(),
+        )
+        for path in binaries:
             print(f"ready: {path}")
     except StackError as exc:
         print(f"vaultsync: {exc}", file=sys.stderr)

@@ -8,6 +8,8 @@
 * prometheus and promtool (alert-rule tests, the alerting end-to-end test): on ``PATH`` when present, else
   Debian's ``prometheus`` package, downloaded with ``apt-get download`` and unpacked into
   ``$VAULTSYNC_CACHE_DIR/prometheus`` (no root needed, and no Prometheus service is installed or started).
+* lua5.1 with cjson (the tests run the Argo CD health check with it): Debian's ``lua5.1`` and ``lua-cjson``,
+  installed with apt-get when missing.
 
 Every failure raises :class:`StackError` naming the step and what to do about it.
 """
@@ -111,23 +113,28 @@ def _existing_etcd() -> Path | None:
     return debian if debian.is_file() else None
 
 
-def _apt_install(package: str, printer: Printer) -> None:
+def _apt_install(package: str, printer: Printer, step: str = "etcd", what: str = "etcd 3.4 or newer") -> None:
     if shutil.which("apt-get") is None:
         raise StackError(
-            "step 'etcd': `etcd` is not installed and apt-get is not available (not a Debian-based "
-            "machine). Install etcd 3.4 or newer and put `etcd` on PATH."
+            f"step '{step}': `{step}` is not installed and apt-get is not available (not a Debian-based "
+            f"machine). Install {what} and put it on PATH."
         )
     if os.geteuid() != 0:
         raise StackError(
-            f"step 'etcd': `etcd` is not installed and installing it needs root. "
+            f"step '{step}': `{step}` is not installed and installing it needs root. "
             f"Run `sudo apt-get update && sudo apt-get install -y {package}`, then start again."
         )
-    _run_apt(["apt-get", "update", "-q"], package, printer)
-    _run_apt(["apt-get", "install", "-y", "-q", "--no-install-recommends", package], package, printer)
+    _run_apt(["apt-get", "update", "-q"], package, printer, step)
+    _run_apt(
+        ["apt-get", "install", "-y", "-q", "--no-install-recommends", *package.split()],
+        package,
+        printer,
+        step,
+    )
 
 
-def _run_apt(command: list[str], package: str, printer: Printer) -> None:
-    printer(f"step 'etcd': {' '.join(command)}")
+def _run_apt(command: list[str], package: str, printer: Printer, step: str = "etcd") -> None:
+    printer(f"step '{step}': {' '.join(command)}")
     result = subprocess.run(
         command,
         env={**os.environ, **APT_ENV},
@@ -141,7 +148,9 @@ def _run_apt(command: list[str], package: str, printer: Printer) -> None:
     output = (result.stdout + result.stderr).strip()
     tail = "\n".join(output.splitlines()[-15:])
     hint = _apt_hint(output, package)
-    raise StackError(f"step 'etcd': `{' '.join(command)}` failed (exit {result.returncode}). {hint}\n{tail}")
+    raise StackError(
+        f"step '{step}': `{' '.join(command)}` failed (exit {result.returncode}). {hint}\n{tail}"
+    )
 
 
 def _apt_hint(output: str, package: str) -> str:
@@ -150,9 +159,7 @@ def _apt_hint(output: str, package: str) -> str:
     if "Could not get lock" in output or "is held by process" in output:
         return "Another apt-get or dpkg is running: wait for it to finish and start again."
     if "Unable to locate package" in output:
-        return (
-            f"This machine's apt sources do not offer {package}: install etcd 3.4+ by hand, put it on PATH."
-        )
+        return f"This machine's apt sources do not offer {package}: install it by hand and put it on PATH."
     return "Check the network and the apt sources, then start again."
 
 
@@ -228,6 +235,38 @@ def _run_package_step(command: list[str], cwd: Path, package: str, printer: Prin
         )
     tail = "\n".join(output.splitlines()[-15:])
     raise StackError(f"{step}: `{' '.join(command)}` failed (exit {result.returncode}). {hint}\n{tail}")
+
+
+# --- lua5.1 (Argo CD health checks) ----------------------------------------------------------------------
+
+LUA_PACKAGES = "lua5.1 lua-cjson"
+
+
+def find_lua(printer: Printer = _print_stderr) -> Path:
+    """Debian's ``lua5.1`` with the ``cjson`` module (Argo CD runs health checks in gopher-lua, a Lua 5.1);
+    installs the ``lua5.1`` and ``lua-cjson`` packages when either is missing."""
+    found = _lua_with_cjson()
+    if found is not None:
+        return found
+    printer(f"step 'lua5.1': lua5.1 with cjson not found, installing the Debian packages {LUA_PACKAGES}")
+    _apt_install(LUA_PACKAGES, printer, step="lua5.1", what="Lua 5.1 and its cjson module (lua-cjson)")
+    found = _lua_with_cjson()
+    if found is None:
+        raise StackError(
+            f"step 'lua5.1': apt-get installed {LUA_PACKAGES} but lua5.1 still cannot load cjson: "
+            "check that the lua-cjson package is for Lua 5.1 (/usr/lib/*/lua/5.1/cjson.so)."
+        )
+    return found
+
+
+def _lua_with_cjson() -> Path | None:
+    found = shutil.which("lua5.1")
+    if found is None:
+        return None
+    probe = subprocess.run(
+        [found, "-e", 'require("cjson")'], capture_output=True, stdin=subprocess.DEVNULL, check=False
+    )
+    return Path(found) if probe.returncode == 0 else None
 
 
 # --- kube-apiserver, kube-controller-manager ------------------------------------------------------------
