@@ -9,12 +9,10 @@ differs. Failures keep the existing Secret untouched and are retried with backof
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import random
 import time
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,9 +40,10 @@ from vaultsync.core.mac import secret_mac
 from vaultsync.core.shaping import SourceData, shape_secret
 from vaultsync.core.spec import AuthSpec, VaultSecretSpec, parse_spec
 from vaultsync.core.status import current_ready, now_rfc3339, ready_condition, status_patch
-from vaultsync.core.templates import CompiledTemplates, compile_templates
+from vaultsync.core.templates import CompiledTemplates
 from vaultsync.engine.cache import SecretCache
 from vaultsync.engine.queue import WorkQueue, run_workers
+from vaultsync.engine.renderpool import RenderJob, RenderPool, TemplateCompileError, needs_pool
 from vaultsync.kube import events as ev
 from vaultsync.kube.client import ApiError, KubeClient
 from vaultsync.kube.events import EventRecorder
@@ -74,9 +73,7 @@ EXPENSIVE_RENDER_SECONDS = 0.25
 """A data failure whose rendering took longer is retried at the refresh interval, not with backoff."""
 INTERNAL_ERROR = "InternalError"
 TARGET_TAKEN = "target-taken"  # ObjectState.extra: creating the target Secret answered 409
-TEMPLATE_THREADS = 4
-"""Threads that compile and render templates, off the event loop (rendering may take up to the renderer's CPU
-limit; a pool of our own, so that slow templates never hold up the default executor's DNS lookups)."""
+NO_TEMPLATES = CompiledTemplates(entries={})
 
 
 def _log_extra(key: Key, reason: str | None = None) -> dict[str, str | None]:
@@ -97,7 +94,11 @@ class ObjectState:
     drift: bool = False
     last_success: str | None = None
     last_warning: tuple[str, str] | None = None
-    compiled: tuple[int | None, VaultSecretSpec, CompiledTemplates] | None = None
+    parsed: tuple[int | None, VaultSecretSpec] | None = None
+    """The spec of a generation, parsed once."""
+    template_error: tuple[int | None, TemplateCompileError] | None = None
+    """A generation whose templates do not compile: not compiled (nor Vault read) again until the spec
+    changes."""
     ready: str = "Unknown"
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -142,6 +143,7 @@ class Engine:
         reader: SecretReader,
         mac_key: bytes,
         recorder: EventRecorder,
+        render_pool: RenderPool | None = None,
     ) -> None:
         self.settings = settings
         self.kube = kube
@@ -154,7 +156,13 @@ class Engine:
         self.secrets_synced = asyncio.Event()
         self.syncs_started = 0
         self.stopping = False
-        self.template_pool = ThreadPoolExecutor(TEMPLATE_THREADS, thread_name_prefix="vaultsync-templates")
+        self.render_pool = render_pool or RenderPool(
+            settings.render_workers,
+            memory_bytes=settings.render_memory * 2**20,
+            wall_seconds=settings.render_timeout,
+        )
+        """Worker processes that compile and render templates and check Secret types (started by the runtime,
+        or at the first render)."""
 
     # Events in --------------------------------------------------------------------------------------------
     def on_vaultsecret(self, event_type: str | None, body: Mapping[str, Any]) -> None:
@@ -249,7 +257,10 @@ class Engine:
         spec: VaultSecretSpec | None = None
         rendering = 0.0
         try:
-            spec, templates = await self._parse_off_loop(state)
+            spec = self._parse(state)
+            generation = state.meta.get("generation")
+            if state.template_error is not None and state.template_error[0] == generation:
+                raise state.template_error[1]
             await self._ensure_finalizer(key, state, spec)
             identity = self._identity(key[0], spec.auth)
             results = await asyncio.gather(
@@ -259,18 +270,21 @@ class Engine:
                 SourceData(source=s, data=r.data, version=r.version, created_time=r.created_time)
                 for s, r in zip(spec.sources, results, strict=True)
             ]
-            shape = functools.partial(
-                shape_secret, spec, sources, templates=templates, namespace=key[0], name=key[1]
-            )
-            if spec.templates:
-                # Rendering can take up to the renderer's CPU limit: other syncs go on meanwhile.
+            if needs_pool(spec):
+                # Templates and type checks run in a worker process with memory, CPU and wall-clock limits
+                # (renderpool.py); other syncs go on meanwhile.
                 render_started = time.monotonic()
+                job = RenderJob(spec=spec, sources=tuple(sources), namespace=key[0], name=key[1])
                 try:
-                    data = await asyncio.get_running_loop().run_in_executor(self.template_pool, shape)
+                    data = await self.render_pool.shape(job, has_templates=bool(spec.templates))
+                except TemplateCompileError as exc:
+                    state.template_error = (generation, exc)
+                    raise
                 finally:
                     rendering = time.monotonic() - render_started
             else:
-                data = shape()  # no templates: fast, no thread hop
+                # A plain copy: linear in Vault's (capped) answer, cheaper than a process hop (needs_pool).
+                data = shape_secret(spec, sources, templates=NO_TEMPLATES, namespace=key[0], name=key[1])
             desired = desired_secret(spec.target, spec.secret_type, data)
             versions = {s.label: r.version for s, r in zip(spec.sources, results, strict=True) if r.version}
             await self._apply(key, state, spec, desired, versions, drift=drift)
@@ -281,7 +295,10 @@ class Engine:
                 await self._failed(key, state, exc.reason, exc.message, retry=False)
                 self._schedule_refresh(key, spec)
             else:
-                await self._failed(key, state, exc.reason, exc.message, retry=exc.reason != INVALID_SPEC)
+                # A template that does not compile fails the same way until the spec changes (a new generation
+                # syncs at once): no retries.
+                retry = exc.reason != INVALID_SPEC and not isinstance(exc, TemplateCompileError)
+                await self._failed(key, state, exc.reason, exc.message, retry=retry)
         except ApiError as exc:
             await self._failed(key, state, KUBERNETES_ERROR, f"Kubernetes API: {exc}", retry=True)
         except Exception as exc:
@@ -307,30 +324,21 @@ class Engine:
             jitter = self.settings.refresh_jitter
             self.queue.add_after(key, spec.refresh_interval * random.uniform(1 - jitter, 1 + jitter))
 
-    async def _parse_off_loop(self, state: ObjectState) -> tuple[VaultSecretSpec, CompiledTemplates]:
-        """`_parse`, compiling templates in the template pool (a large template takes a while to compile)."""
-        cached = state.compiled
-        if cached is not None and cached[0] == state.meta.get("generation"):
-            return cached[1], cached[2]
-        if not (state.body.get("spec") or {}).get("templates"):
-            return self._parse(state)
-        return await asyncio.get_running_loop().run_in_executor(self.template_pool, self._parse, state)
-
-    def _parse(self, state: ObjectState) -> tuple[VaultSecretSpec, CompiledTemplates]:
-        """The spec and its compiled templates, parsed and compiled once per generation."""
-        body = state.body  # one snapshot: the event loop may replace state.body while a thread runs this
+    def _parse(self, state: ObjectState) -> VaultSecretSpec:
+        """The spec, parsed once per generation (templates are compiled in the render workers, which cache
+        them by source)."""
+        body = state.body
         generation = body["metadata"].get("generation")
-        if state.compiled is not None and state.compiled[0] == generation:
-            return state.compiled[1], state.compiled[2]
+        if state.parsed is not None and state.parsed[0] == generation:
+            return state.parsed[1]
         spec = parse_spec(
             body.get("spec") or {},
             name=body["metadata"]["name"],
             default_mount=self.settings.default_mount,
             default_refresh=self.settings.default_refresh,
         )
-        templates = compile_templates(spec.templates)
-        state.compiled = (generation, spec, templates)
-        return spec, templates
+        state.parsed = (generation, spec)
+        return spec
 
     def _identity(self, namespace: str, auth: AuthSpec) -> Identity:
         settings = self.settings
