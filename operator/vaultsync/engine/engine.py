@@ -257,10 +257,8 @@ class Engine:
         spec: VaultSecretSpec | None = None
         rendering = 0.0
         try:
-            spec = self._parse(state)
             generation = state.meta.get("generation")
-            if state.template_error is not None and state.template_error[0] == generation:
-                raise state.template_error[1]
+            spec = self._parse(state)
             await self._ensure_finalizer(key, state, spec)
             identity = self._identity(key[0], spec.auth)
             results = await asyncio.gather(
@@ -270,35 +268,25 @@ class Engine:
                 SourceData(source=s, data=r.data, version=r.version, created_time=r.created_time)
                 for s, r in zip(spec.sources, results, strict=True)
             ]
-            if needs_pool(spec):
-                # Templates and type checks run in a worker process with memory, CPU and wall-clock limits
-                # (renderpool.py); other syncs go on meanwhile.
-                render_started = time.monotonic()
-                job = RenderJob(spec=spec, sources=tuple(sources), namespace=key[0], name=key[1])
-                try:
-                    data = await self.render_pool.shape(job, has_templates=bool(spec.templates))
-                except TemplateCompileError as exc:
-                    state.template_error = (generation, exc)
-                    raise
-                finally:
-                    rendering = time.monotonic() - render_started
-            else:
-                # A plain copy: linear in Vault's (capped) answer, cheaper than a process hop (needs_pool).
-                data = shape_secret(spec, sources, templates=NO_TEMPLATES, namespace=key[0], name=key[1])
+            render_started = time.monotonic()
+            try:
+                data = await self._shape(key, state, spec, sources, generation)
+            finally:
+                rendering = time.monotonic() - render_started
             desired = desired_secret(spec.target, spec.secret_type, data)
             versions = {s.label: r.version for s, r in zip(spec.sources, results, strict=True) if r.version}
             await self._apply(key, state, spec, desired, versions, drift=drift)
         except SyncError as exc:
-            if exc.reason in DATA_REASONS and spec is not None and rendering > EXPENSIVE_RENDER_SECONDS:
+            if isinstance(exc, TemplateCompileError):
+                # It fails the same way until the spec changes (a new generation syncs at once): no retries.
+                await self._failed(key, state, exc.reason, exc.message, retry=False)
+            elif exc.reason in DATA_REASONS and spec is not None and rendering > EXPENSIVE_RENDER_SECONDS:
                 # An expensive render that failed fails the same way on the same data: try again at the next
                 # refresh (or on a spec change), not in a backoff loop that burns a CPU on every retry.
                 await self._failed(key, state, exc.reason, exc.message, retry=False)
                 self._schedule_refresh(key, spec)
             else:
-                # A template that does not compile fails the same way until the spec changes (a new generation
-                # syncs at once): no retries.
-                retry = exc.reason != INVALID_SPEC and not isinstance(exc, TemplateCompileError)
-                await self._failed(key, state, exc.reason, exc.message, retry=retry)
+                await self._failed(key, state, exc.reason, exc.message, retry=exc.reason != INVALID_SPEC)
         except ApiError as exc:
             await self._failed(key, state, KUBERNETES_ERROR, f"Kubernetes API: {exc}", retry=True)
         except Exception as exc:
@@ -323,6 +311,28 @@ class Engine:
         if spec.refresh_interval > 0:
             jitter = self.settings.refresh_jitter
             self.queue.add_after(key, spec.refresh_interval * random.uniform(1 - jitter, 1 + jitter))
+
+    async def _shape(
+        self,
+        key: Key,
+        state: ObjectState,
+        spec: VaultSecretSpec,
+        sources: list[SourceData],
+        generation: int | None,
+    ) -> dict[str, bytes]:
+        """The Secret's data: in a render worker for templates and checked types, else inline."""
+        if not needs_pool(spec):
+            # A plain copy: linear in Vault's (capped) answer, cheaper than a process hop (see needs_pool).
+            return shape_secret(spec, sources, templates=NO_TEMPLATES, namespace=key[0], name=key[1])
+        if state.template_error is not None and state.template_error[0] == generation:
+            raise state.template_error[1]  # not compiled nor sent again until the spec changes
+        # Memory, CPU and wall-clock limits (renderpool.py); other syncs go on meanwhile.
+        job = RenderJob(spec=spec, sources=tuple(sources), namespace=key[0], name=key[1])
+        try:
+            return await self.render_pool.shape(job, has_templates=bool(spec.templates))
+        except TemplateCompileError as exc:
+            state.template_error = (generation, exc)
+            raise
 
     def _parse(self, state: ObjectState) -> VaultSecretSpec:
         """The spec, parsed once per generation (templates are compiled in the render workers, which cache

@@ -205,10 +205,9 @@ def _worker_main(sock: socket.socket, memory_bytes: int, cpu_seconds: float, cac
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # SIGXCPU would dump core (tenant data) otherwise
     # Hard limit too: code in the worker cannot raise it again.
     resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
-    with contextlib.suppress(OSError):
-        # If the pod's memory cgroup fills up, the kernel's OOM killer takes a worker, not the operator.
-        with open("/proc/self/oom_score_adj", "w") as adj:
-            adj.write("1000")
+    # If the pod's memory cgroup fills up, the kernel's OOM killer takes a worker, not the operator.
+    with contextlib.suppress(OSError), open("/proc/self/oom_score_adj", "w") as adj:
+        adj.write("1000")
     cache = CompileCache(cache_bytes)
     while True:
         try:
@@ -257,6 +256,8 @@ class RenderPool:
         """Templates compiled by the workers so far (cache misses), as the workers report."""
         self.replaced = 0
         """Workers that died or were killed and were replaced."""
+        self.jobs = 0
+        """Jobs sent to workers."""
         self._idle: asyncio.Queue[_Worker] = asyncio.Queue()
         self._all: set[_Worker] = set()
         self._started = False
@@ -314,6 +315,7 @@ class RenderPool:
             raise SyncError(TEMPLATE_ERROR, "the operator is stopping; rendering is not possible now")
         await self.start()
         worker = await self._idle.get()
+        self.jobs += 1
         payload = pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL)
         reason = TEMPLATE_ERROR if has_templates else INVALID_DATA
         what = "rendering" if has_templates else "checking the Secret type"
