@@ -74,7 +74,7 @@ def deep_list(depth: int, leaves: int) -> Any:
         ),
         ("{{ ('%(a)1000000s' * 1000)|format(a='x') }}", {}, "'%' formatting: the result would be longer"),
         (
-            "{{ ('%(a)s' * 1000)|format({'a': big}) }}",
+            "{{ ('%(a)s' * 1000)|format(a=big) }}",
             {"big": BIG},
             "'%' formatting: the result would be longer",
         ),
@@ -141,3 +141,13 @@ def test_loop_steps_are_shared_by_the_templates_of_one_vaultsecret() -> None:
     with pytest.raises(SyncError) as info:
         render_templates(compile_templates({"a": loop, "b": loop}), {})
     assert info.value.message.startswith(f"template 'b': more than {MAX_STEPS:,} loop iterations")
+
+
+def test_constant_folding_while_compiling_leaves_no_budget_behind() -> None:
+    # Jinja runs filters of literals while compiling. Their charges went to a budget that then stayed in the
+    # thread's context, with a CPU deadline long past in a long-lived render worker.
+    from vaultsync.core import templates as templates_module
+
+    compiled = compile_templates({"a": "{{ 'x'|center(9) }}"})
+    assert templates_module._BUDGET.get() is None
+    assert render_templates(compiled, {}) == {"a": b"    x    "}

@@ -669,7 +669,7 @@ def _format(value: Any, *args: Any, **kwargs: Any) -> str:
     if args and kwargs:
         raise _Problem("format: use positional or keyword arguments, not both")
     fmt = _as_text(value, "format")
-    params: Any = kwargs or (args[0] if len(args) == 1 and isinstance(args[0], Mapping) else args)
+    params: Any = kwargs or args
     _check_percent_format(fmt, params)
     result: str = fmt % params
     return result
@@ -1037,6 +1037,10 @@ def _compile_one(key: str, source: str) -> _Compiled:
                 "write everything in this template (macros are allowed)"
             )
     literals = _literals(ast)
+    # Jinja folds constant expressions (filters of literals) while compiling, and evaluates at render time
+    # what fails to fold: folding is charged to a budget of its own, never left in the thread's context (a
+    # stale one in a long-lived render worker would stop all later folding).
+    budget_token = _BUDGET.set(_Budget())
     try:
         ast = _Hardening().visit(ast)
         template = _ENV.from_string(ast)
@@ -1046,6 +1050,8 @@ def _compile_one(key: str, source: str) -> _Compiled:
         raise fail("the template is nested too deeply") from None
     except Exception as exc:
         raise fail(f"the template cannot be compiled ({type(exc).__name__})") from None
+    finally:
+        _BUDGET.reset(budget_token)
     return _Compiled(template=template, literals=literals)
 
 
