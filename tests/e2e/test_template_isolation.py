@@ -92,7 +92,7 @@ def test_hostile_templates_fail_alone_and_the_operator_stays_up(
                 kube_api,
                 namespace,
                 "after",
-                {"path": path, "keys": [], "templates": {"u": "{{ username }}!"}},
+                {"path": path, "templatesOnly": True, "templates": {"u": "{{ username }}!"}},
             )
             wait_ready(kube_api, namespace, "after", timeout=60)
             assert secret_data(kube_api, namespace, "after") == {"u": b"app!"}
