@@ -75,7 +75,7 @@ async def _pooled(job: RenderJob, n: int, workers: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.renderpool", description=__doc__)
     parser.add_argument("--n", type=int, default=1000, help="renders of each kind (default 1000)")
-    parser.add_argument("--workers", type=int, default=2, help="render workers (default 2)")
+    parser.add_argument("--workers", type=int, default=4, help="render workers (default 4)")
     args = parser.parse_args()
 
     spec = _spec({"templates": TEMPLATES})

@@ -118,7 +118,7 @@ class Settings:
     backoff_max: float = 60.0
     service_account_token_ttl: int = 3600
     leader_election: bool = False
-    render_workers: int = 2
+    render_workers: int = 4
     render_memory: int = 256
     render_timeout: float = 5.0
     extra: Mapping[str, str] = field(default_factory=dict)
@@ -189,7 +189,7 @@ SETTINGS: tuple[Setting, ...] = (
         "render_workers",
         "VAULTSYNC_RENDER_WORKERS",
         _positive_int,
-        "worker processes that render templates and check Secret types (default 2)",
+        "worker processes that render templates and check Secret types (default 4)",
     ),
     Setting(
         "render_memory",

@@ -235,12 +235,16 @@ class _Worker:
 class RenderPool:
     """A fixed number of render workers; :meth:`shape` runs one job on an idle worker.
 
+    Four by default, as many as the engine's template threads before: three VaultSecrets whose templates
+    take their whole CPU budget do not hold up a fourth (tests/e2e/test_shaping.py). Idle, the fork server
+    and four workers take about 40 MiB (proportional set size).
+
     Started with :meth:`start` (or at the first job) and stopped with :meth:`close`.
     """
 
     def __init__(
         self,
-        workers: int = 2,
+        workers: int = 4,
         *,
         memory_bytes: int = 384 * 2**20,
         wall_seconds: float = 5.0,
