@@ -55,12 +55,6 @@ _SHOW_MAX = 80
 _MAX_PATH_LENGTH = 1024
 _MAX_MOUNT_LENGTH = 512
 MAX_SOURCES = 16
-MAX_TEMPLATES = 64
-"""Most entries in spec.templates (the CRD says the same with maxProperties)."""
-MAX_TEMPLATE_LENGTH = 64 * 1024
-"""Longest template source, in characters (the CRD's maxLength): compiling costs about 8 ms per KiB."""
-MAX_TEMPLATES_LENGTH = 256 * 1024
-"""Longest total of all template sources of one VaultSecret."""
 """At most this many ``spec.sources`` (the CRD's ``maxItems``)."""
 
 
@@ -477,6 +471,14 @@ def _parse_rollouts(spec: Mapping[str, Any]) -> tuple[RolloutTarget, ...]:
         target_name = _check_dns_name(item.get("name"), f"{where}.name", f"{kind} name")
         out.setdefault(RolloutTarget(kind=cast(RolloutKind, kind), name=target_name), None)
     return tuple(out)
+
+
+MAX_TEMPLATES = 64
+"""Most entries in spec.templates (the CRD says the same with maxProperties)."""
+MAX_TEMPLATE_LENGTH = 64 * 1024
+"""Longest template source, in characters (the CRD's maxLength): compiling costs about 8 ms per KiB."""
+MAX_TEMPLATES_LENGTH = 256 * 1024
+"""Longest total of all template sources of one VaultSecret."""
 
 
 def _parse_templates(spec: Mapping[str, Any]) -> dict[str, str]:
