@@ -325,8 +325,8 @@ def test_deployment_runtime_settings(overlay: list[Obj]) -> None:
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
     assert container["resources"] == {
-        "requests": {"cpu": "100m", "memory": "128Mi"},
-        "limits": {"memory": "256Mi"},
+        "requests": {"cpu": "100m", "memory": "160Mi"},
+        "limits": {"memory": "512Mi"},
     }
 
 

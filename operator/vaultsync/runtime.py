@@ -184,6 +184,15 @@ class Runtime:
         reader = SecretReader(sessions, on_read=_observe_read)
         recorder = EventRecorder(kube)
         engine = Engine(settings, kube, reader, mac_key, recorder)
+        try:
+            # The render workers start before any sync (the first start launches the fork server).
+            await engine.render_pool.start()
+        except Exception as exc:
+            await kube.close()
+            await vault.close()
+            raise StartupError(
+                f"cannot start the template render workers ({type(exc).__name__}: {exc})"
+            ) from None
         runtime = cls(
             settings=settings, kube=kube, vault=vault, sessions=sessions, engine=engine, recorder=recorder
         )
@@ -308,6 +317,7 @@ class Runtime:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
         await self.recorder.drain()
+        await self.engine.render_pool.close()
         try:
             await asyncio.wait_for(self.sessions.close(), REVOKE_SECONDS)
         except TimeoutError:

@@ -38,6 +38,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _mebibytes(text: str) -> int:
+    value = int(text)
+    if value < 64:
+        raise ValueError(f"{value} MiB is too little: a render worker needs at least 64 MiB")
+    return value
+
+
 def _seconds(text: str) -> float:
     return parse_duration(text)
 
@@ -114,6 +121,9 @@ class Settings:
     login_backoff_max: float = 60.0
     service_account_token_ttl: int = 3600
     leader_election: bool = False
+    render_workers: int = 4
+    render_memory: int = 256
+    render_timeout: float = 5.0
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -196,6 +206,24 @@ SETTINGS: tuple[Setting, ...] = (
         "VAULTSYNC_LEADER_ELECTION",
         _bool,
         "true: replicas elect one leader by a Lease in the operator namespace (needed for replicas > 1)",
+    ),
+    Setting(
+        "render_workers",
+        "VAULTSYNC_RENDER_WORKERS",
+        _positive_int,
+        "worker processes that render templates and check Secret types (default 4)",
+    ),
+    Setting(
+        "render_memory",
+        "VAULTSYNC_RENDER_MEMORY",
+        _mebibytes,
+        "address-space limit of one render worker, in MiB (default 256; at least 64)",
+    ),
+    Setting(
+        "render_timeout",
+        "VAULTSYNC_RENDER_TIMEOUT",
+        _seconds,
+        "wall-clock (and CPU) limit of one render; the worker is killed past it (default 5s)",
     ),
 )
 

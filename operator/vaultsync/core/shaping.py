@@ -253,29 +253,63 @@ def shape_secret(
 
 # --------------------------------------------------------------------------------------------- Secret types
 
-_PEM_BLOCK = re.compile(
-    rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n(.*?)-----END \1-----",
-    re.DOTALL,
-)
+MAX_PEM_SIZE = MAX_SECRET_SIZE
+"""Largest ``tls.crt`` / ``tls.key`` checked (a larger one could not be written anyway)."""
+MAX_PEM_BLOCKS = 1000
+"""Most PEM blocks in one value (a CA bundle has about 150)."""
+_PEM_LABEL = re.compile(rb"[A-Z0-9 ]+")
 
 
-def _pem_blocks(data: bytes) -> list[tuple[str, bool]]:
-    """(label, body is valid base64) for every PEM block; RFC 1421 headers (``Proc-Type: ...``) allowed."""
+def _pem_label(line: bytes, marker: bytes) -> bytes | None:
+    """The label of a ``-----BEGIN label-----`` (or END) line, else None; linear in the line's length."""
+    if not (line.startswith(marker) and line.endswith(b"-----")) or len(line) <= len(marker) + 5:
+        return None
+    label = line[len(marker) : -5]
+    return label if _PEM_LABEL.fullmatch(label) else None
+
+
+def _pem_blocks(secret_type: str, key: str, data: bytes) -> list[tuple[str, bool]]:
+    """(label, body is valid base64) for every PEM block; RFC 1421 headers (``Proc-Type: ...``) allowed.
+
+    One pass over the lines (a backtracking regex over the value was quadratic: 288 KB of BEGIN lines took
+    51 s). A BEGIN line inside a block starts the block again; a block without its END line is ignored.
+    """
+    if len(data) > MAX_PEM_SIZE:
+        raise SyncError(INVALID_DATA, f"type {secret_type}: {key!r} is larger than {MAX_PEM_SIZE:,} bytes")
     blocks: list[tuple[str, bool]] = []
-    for match in _PEM_BLOCK.finditer(data):
-        label = match.group(1).decode("ascii")
-        lines = match.group(2).splitlines()
-        if lines and b":" in lines[0]:
-            # Encapsulated headers (e.g. "Proc-Type: 4,ENCRYPTED") end at the first blank line.
-            blank = next((i for i, line in enumerate(lines) if not line.strip()), len(lines))
-            lines = lines[blank + 1 :]
-        compact = b"".join(b"".join(lines).split())
-        try:
-            ok = bool(compact) and bool(base64.b64decode(compact, validate=True))
-        except (binascii.Error, ValueError):
-            ok = False
-        blocks.append((label, ok))
+    label: bytes | None = None
+    body: list[bytes] = []
+    for raw in data.split(b"\n"):
+        line = raw.strip()
+        begin = _pem_label(line, b"-----BEGIN ")
+        if begin is not None:
+            label, body = begin, []
+            continue
+        if label is None:
+            continue
+        if _pem_label(line, b"-----END ") == label:
+            blocks.append((label.decode("ascii"), _pem_body_ok(body)))
+            if len(blocks) > MAX_PEM_BLOCKS:
+                raise SyncError(
+                    INVALID_DATA,
+                    f"type {secret_type}: {key!r} holds more than {MAX_PEM_BLOCKS:,} PEM blocks",
+                )
+            label = None
+            continue
+        body.append(line)
     return blocks
+
+
+def _pem_body_ok(lines: list[bytes]) -> bool:
+    if lines and b":" in lines[0]:
+        # Encapsulated headers (e.g. "Proc-Type: 4,ENCRYPTED") end at the first blank line.
+        blank = next((i for i, line in enumerate(lines) if not line), len(lines))
+        lines = lines[blank + 1 :]
+    compact = b"".join(b"".join(lines).split())
+    try:
+        return bool(compact) and bool(base64.b64decode(compact, validate=True))
+    except (binascii.Error, ValueError):
+        return False
 
 
 def _require(secret_type: str, data: Mapping[str, bytes], key: str) -> bytes:
@@ -331,7 +365,7 @@ def validate_secret_type(secret_type: str, data: Mapping[str, bytes]) -> None:
     if kind == "kubernetes.io/tls":
         crt = _require(secret_type, data, "tls.crt")
         key = _require(secret_type, data, "tls.key")
-        certs = [ok for label, ok in _pem_blocks(crt) if label == "CERTIFICATE"]
+        certs = [ok for label, ok in _pem_blocks(secret_type, "tls.crt", crt) if label == "CERTIFICATE"]
         if not certs:
             raise SyncError(
                 INVALID_DATA,
@@ -343,7 +377,7 @@ def validate_secret_type(secret_type: str, data: Mapping[str, bytes]) -> None:
                 INVALID_DATA,
                 f"type {secret_type}: a PEM certificate in 'tls.crt' has a body that is not valid base64",
             )
-        keys = [ok for label, ok in _pem_blocks(key) if label.endswith("PRIVATE KEY")]
+        keys = [ok for label, ok in _pem_blocks(secret_type, "tls.key", key) if label.endswith("PRIVATE KEY")]
         if not keys:
             raise SyncError(
                 INVALID_DATA,

@@ -516,13 +516,27 @@ def _parse_rollouts(spec: Mapping[str, Any]) -> tuple[RolloutTarget, ...]:
     return tuple(out)
 
 
+MAX_TEMPLATES = 64
+"""Most entries in spec.templates (the CRD says the same with maxProperties)."""
+MAX_TEMPLATE_LENGTH = 64 * 1024
+"""Longest template source, in characters (the CRD's maxLength): compiling costs about 8 ms per KiB."""
+MAX_TEMPLATES_LENGTH = 256 * 1024
+"""Longest total of all template sources of one VaultSecret."""
+
+
 def _parse_templates(spec: Mapping[str, Any]) -> dict[str, str]:
     raw = spec.get("templates")
     if raw is None:
         return {}
     if not isinstance(raw, Mapping):
         raise _fail(f"spec.templates must be an object of Secret key -> template, not {_type_name(raw)}")
+    if len(raw) > MAX_TEMPLATES:
+        raise _fail(
+            f"spec.templates has {len(raw)} entries; at most {MAX_TEMPLATES} are allowed: "
+            "move some keys to another VaultSecret"
+        )
     out: dict[str, str] = {}
+    total = 0
     for key, template in raw.items():
         if not isinstance(key, str) or not is_valid_secret_key(key):
             raise _fail(
@@ -532,6 +546,17 @@ def _parse_templates(spec: Mapping[str, Any]) -> dict[str, str]:
         if not isinstance(template, str):
             raise _fail(
                 f"spec.templates.{key} must be a string (a Jinja2 template), not {_type_name(template)}"
+            )
+        if len(template) > MAX_TEMPLATE_LENGTH:
+            raise _fail(
+                f"spec.templates.{key} is {len(template):,} characters long; at most "
+                f"{MAX_TEMPLATE_LENGTH:,} are allowed: shorten the template"
+            )
+        total += len(template)
+        if total > MAX_TEMPLATES_LENGTH:
+            raise _fail(
+                f"spec.templates are more than {MAX_TEMPLATES_LENGTH:,} characters long together: "
+                "shorten them or split the keys over several VaultSecrets"
             )
         out[key] = template
     return out

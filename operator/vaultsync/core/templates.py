@@ -12,11 +12,16 @@ operator, next to every other namespace's secrets. So:
   ``joiner`` and ``namespace`` are removed, as is the ``random`` filter (a template must render the
   same output for the same input, or every refresh would rewrite the Secret and restart pods).
 * ``StrictUndefined``: using a variable or key that does not exist is an error, never an empty string.
-* Resource limits, so that one template cannot stall the operator: at most
-  :data:`MAX_STEPS` loop iterations and macro calls per template, no single string or list
-  larger than :data:`MAX_VALUE_SIZE` created by an operator or filter, at most
-  :data:`MAX_WORK` bytes of text produced in total, an output of at most :data:`MAX_VALUE_SIZE`, and
-  at most :data:`MAX_RENDER_SECONDS` of CPU time for all templates of one VaultSecret together.
+* Resource limits, so that one VaultSecret cannot stall the operator: at most :data:`MAX_STEPS`
+  loop iterations and macro calls, at most :data:`MAX_WORK` characters of text produced and at most
+  :data:`MAX_RENDER_SECONDS` of CPU time, each for all templates of one VaultSecret together (one
+  budget, its clock read at every charge); no single string or list larger than
+  :data:`MAX_VALUE_SIZE` created by an operator or filter, and sizes are estimated *before* a value is
+  built (``%``/``str.format``/``format`` add up literal text, widths and arguments; ``tojson(indent=)``
+  stops while encoding; amplifying filters take at most :data:`MAX_VALUE_SIZE` of input; ``wordwrap``'s
+  quadratic cost is capped); an output of at most :data:`MAX_VALUE_SIZE`. The operator also renders in
+  worker processes with memory, CPU and wall-clock limits (``vaultsync.engine.renderpool``) as the
+  backstop for whatever these checks miss.
 * Error messages never contain a value. Every failure becomes
   ``SyncError(TEMPLATE_ERROR, "template 'KEY': ...")`` built only from the template's own text,
   exception type names and fixed descriptions; as a last safeguard any Vault value that still
@@ -49,6 +54,7 @@ import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import update_wrapper
+from pprint import pformat
 from typing import Any, NoReturn
 
 from jinja2 import Template, nodes, pass_environment
@@ -73,13 +79,14 @@ __all__ = [
 ]
 
 MAX_STEPS = 100_000
-"""Loop iterations plus macro calls allowed while rendering one template."""
+"""Loop iterations plus macro calls allowed while rendering all templates of one VaultSecret."""
 MAX_VALUE_SIZE = 1024 * 1024
 """Largest string or list (in characters / items) a template may create, and largest output."""
 MAX_INPUT_SIZE = 16 * 1024 * 1024
 """Largest value (estimated size) a filter or method may read; Vault values can exceed the output limit."""
 MAX_WORK = 64 * 1024 * 1024
-"""Total characters a template may produce while rendering, intermediate strings included."""
+"""Total characters the templates of one VaultSecret may produce while rendering, intermediate strings
+included."""
 MAX_INDENT = 256
 """Largest ``tojson(indent=...)`` and ``indent(width)``."""
 MAX_RENDER_SECONDS = 1.0
@@ -90,11 +97,53 @@ MAX_BATCH = 100_000
 """Largest ``batch``/``slice`` count."""
 MAX_INT_BITS = 16_384
 """Largest integer ``*`` and ``**`` may build (Python refuses to print more than 4,300 digits anyway)."""
+MAX_WRAP_LINES = 200_000
+"""Largest number of lines ``wordwrap`` may make (its cost is per line: about 1 µs each)."""
+MAX_WRAP_COPIES = 10_000_000_000
+"""Largest ``len(text)**2 / (2 * width)`` for ``wordwrap``: textwrap cuts a long word by copying the rest of
+it at every line, so one call is quadratic (``('x' * 500000)|wordwrap(1)`` took 4 s of CPU)."""
 
 _FILENAME = "<template>"
 _UNSAFE_STR_METHODS = frozenset({"translate", "maketrans", "expandtabs"})
 _WIDTH_STR_METHODS = frozenset({"center", "ljust", "rjust", "zfill"})
-_PERCENT_SPEC = re.compile(r"%(?:\([^)]*\))?[#0\- +]*(\*|\d+)?(?:\.(\*|\d+))?[hlL]?([a-zA-Z%])?")
+_CASE_STR_METHODS = frozenset({"upper", "lower", "casefold", "swapcase", "title", "capitalize"})
+"""Methods whose result can be longer than the text (``'ß'.upper() == 'SS'``, up to 3 characters per one)."""
+_SPLIT_STR_METHODS = frozenset({"split", "rsplit", "splitlines"})
+_AMPLIFYING_FILTERS = frozenset(
+    {
+        "b64encode",
+        "urlquote",
+        "urlencode",
+        "escape",
+        "e",
+        "forceescape",
+        "tojson",
+        "pprint",
+        "urlize",
+        "xmlattr",
+        "wordwrap",
+        "indent",
+        "center",
+        "upper",
+        "lower",
+        "title",
+        "capitalize",
+        "list",
+        "batch",
+        "slice",
+        "string",
+        "format",
+        "sort",
+        "unique",
+        "dictsort",
+        "groupby",
+        "items",
+    }
+)
+"""Filters whose result can be larger than their input (escaping, encoding, padding, one list item per
+character, ...): their input is limited to :data:`MAX_VALUE_SIZE`, so their output is at most a small
+multiple of it, checked again afterwards. (A result larger than the limit could not be used anyway.)"""
+_PERCENT_SPEC = re.compile(r"%(?:\(([^)]*)\))?[#0\- +]*(\*|\d+)?(?:\.(\*|\d+))?[hlL]?([a-zA-Z%])?")
 _FORMAT_NUMBERS = re.compile(r"\d+")
 _RESERVED_NAMES = frozenset({"secret", "metadata", "namespace", "name", "range", "dict"})
 _MASK = "***"
@@ -155,8 +204,9 @@ class _Budget:
                 f"the template produces more than {MAX_WORK:,} characters while rendering; simplify it"
             )
         self.charges += 1
-        if not self.charges % 16:  # reading the clock costs; every filter call is charged
-            self._check_time()
+        # Every charge reads the clock (~0.1 µs): with a check only every N charges, templates that each
+        # make fewer than N expensive calls were never stopped.
+        self._check_time()
 
 
 _BUDGET: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar(
@@ -380,16 +430,63 @@ def _tojson(value: Any, indent: int | None = None) -> str:
         isinstance(indent, bool) or not isinstance(indent, int) or not 0 <= indent <= MAX_INDENT
     ):
         raise _Problem(f"tojson: indent must be an integer from 0 to {MAX_INDENT}")
-    _estimate(value, MAX_INPUT_SIZE)
+    size = _estimate(value, MAX_VALUE_SIZE)
     separators = (",", ":") if indent is None else (",", ": ")
     try:
-        return json.dumps(
-            value, ensure_ascii=False, separators=separators, indent=indent, default=_json_default
+        if indent is None and size * 6 <= MAX_VALUE_SIZE:
+            # Compact JSON is at most 6 characters per input character (\u0000): cannot exceed the limit.
+            return json.dumps(value, ensure_ascii=False, separators=separators, default=_json_default)
+        # Indented JSON grows with nodes x depth x indent (a deep list of 100,000 items makes gigabytes):
+        # encode piece by piece and stop at the limit, before the text is built.
+        encoder = json.JSONEncoder(
+            ensure_ascii=False, separators=separators, indent=indent, default=_json_default
         )
+        chunks: list[str] = []
+        total = 0
+        budget = _budget()
+        for count, chunk in enumerate(encoder.iterencode(value)):
+            total += len(chunk)
+            if total > MAX_VALUE_SIZE:
+                raise _Problem(f"tojson: the result would be longer than {MAX_VALUE_SIZE:,} characters")
+            if not count % 4096:
+                budget.charge(0)  # checks the CPU time
+            chunks.append(chunk)
+        return "".join(chunks)
     except RecursionError:
         raise _Problem("tojson: the value is nested too deeply") from None
     except (TypeError, ValueError) as exc:
         raise _Problem(f"tojson: the value cannot be written as JSON ({type(exc).__name__})") from None
+
+
+def _depth_weighted(value: Any, limit: int) -> int:
+    """Like :func:`_estimate`, each item counted with its nesting depth (pretty-printers indent each line by
+    it); raises _Problem once above ``limit``."""
+    total = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        total += depth + 1
+        if isinstance(item, str | bytes | bytearray):
+            total += len(item) + 2
+        elif isinstance(item, Mapping):
+            total += 2 + 4 * len(item)
+            stack.extend((k, depth + 1) for k in item)
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list | tuple | set | frozenset):
+            total += 2 + 2 * len(item)
+            stack.extend((v, depth + 1) for v in item)
+        else:
+            total += 8
+        if total > limit:
+            raise _Problem(f"the result would be longer than {limit:,} characters")
+    return total
+
+
+def _pprint(value: Any) -> str:
+    if isinstance(value, Undefined):
+        _fail_undefined(value)
+    _depth_weighted(value, MAX_VALUE_SIZE)
+    return pformat(value)
 
 
 def _fromjson(value: Any) -> Any:
@@ -465,6 +562,14 @@ def _wordwrap(
     sep = environment.newline_sequence if wrapstring is None else _as_text(wrapstring, "wordwrap")
     if (len(text) + 1) * max(len(sep), 1) + len(text) > MAX_VALUE_SIZE:
         raise _Problem(f"wordwrap: the result could be longer than {MAX_VALUE_SIZE:,} characters")
+    if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+        raise _Problem("wordwrap: width must be an integer of at least 1")
+    lines = 2 * len(text) // width + text.count("\n") + 1
+    if lines > MAX_WRAP_LINES or len(text) * len(text) // (2 * width) > MAX_WRAP_COPIES:
+        raise _Problem(
+            f"wordwrap: wrapping {len(text):,} characters at width {width} is too costly "
+            f"(at most {MAX_WRAP_LINES:,} lines); use a larger width or wrap less text"
+        )
     return do_wordwrap(environment, text, width, break_long_words, sep, break_on_hyphens)
 
 
@@ -505,16 +610,59 @@ def _replace(s: Any, old: Any, new: Any, count: int | None = None) -> str:
     return text.replace(old_t, new_t, -1 if count is None else count)
 
 
+def _text_size(value: Any) -> int:
+    """An upper estimate of ``len(str(value))`` (for formatting), refusing values above the output limit."""
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, bool) or value is None:
+        return 5
+    if isinstance(value, int):
+        return value.bit_length() // 3 + 2
+    if isinstance(value, float):
+        return 330  # '%f' % 1e308 has 309 digits
+    if isinstance(value, bytes | bytearray):
+        return 4 * len(value) + 3  # str() of bytes is their repr: b'\x00...'
+    return _estimate(value, MAX_VALUE_SIZE)
+
+
+def _check_output_estimate(what: str, total: int) -> None:
+    if total > MAX_VALUE_SIZE:
+        raise _Problem(f"{what}: the result would be longer than {MAX_VALUE_SIZE:,} characters")
+
+
 def _check_percent_format(fmt: str, args: Any) -> None:
+    """Refuse ``fmt % args`` whose result could exceed :data:`MAX_VALUE_SIZE`, before it is built.
+
+    The estimate adds the literal text, every width and precision and every argument as often as the
+    format uses it (``'%(a)s' * 1000`` uses ``a`` 1,000 times), ``%r``/``%a`` at 10 characters per one.
+    """
+    total = len(fmt)
+    position = 0
     for m in _PERCENT_SPEC.finditer(fmt):
-        for num in (m.group(1), m.group(2)):
+        name, width, precision, conversion = m.group(1), m.group(2), m.group(3), m.group(4)
+        for num in (width, precision):
             if num is None:
                 continue
             if num == "*":
                 raise _Problem("'%' formatting with '*' widths is not allowed")
             if len(num) > 7 or int(num) > MAX_VALUE_SIZE:
                 raise _Problem(f"'%' formatting widths must be at most {MAX_VALUE_SIZE:,}")
+            total += int(num)
+        if conversion == "%" or conversion is None:
+            continue
+        arg: Any
+        if name is not None and isinstance(args, Mapping):
+            arg = args.get(name, args)
+        elif isinstance(args, tuple):
+            arg = args[position] if position < len(args) else None
+            position += 1
+        else:
+            arg = args
+        size = _text_size(arg)
+        total += 10 * size if conversion in ("r", "a") else size
+        _check_output_estimate("'%' formatting", total)
     _estimate(args, MAX_VALUE_SIZE)
+    _check_output_estimate("'%' formatting", total)
 
 
 def _format(value: Any, *args: Any, **kwargs: Any) -> str:
@@ -527,18 +675,45 @@ def _format(value: Any, *args: Any, **kwargs: Any) -> str:
     return result
 
 
-def _check_str_format(fmt: str, args: Any) -> None:
+def _check_str_format(fmt: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
+    """Refuse ``fmt.format(*args, **kwargs)`` whose result could exceed :data:`MAX_VALUE_SIZE`, beforehand.
+
+    Like :func:`_check_percent_format`: literal text, widths and precisions, and each argument as often as a
+    field names it (``{0.attr}`` and ``{0[key]}`` count the whole argument).
+    """
     try:
         parsed = list(string.Formatter().parse(fmt))
     except ValueError:
         raise _Problem("str.format: the format string is malformed") from None
-    for _literal, _field, spec, _conversion in parsed:
+    total = 0
+    auto = 0
+    sizes: dict[int | str, int] = {}
+    for literal, field_name, spec, conversion in parsed:
+        total += len(literal)
         if spec and "{" in spec:
             raise _Problem("str.format: nested replacement fields in a format spec are not allowed")
         for num in _FORMAT_NUMBERS.findall(spec or ""):
             if len(num) > 7 or int(num) > MAX_VALUE_SIZE:
                 raise _Problem(f"str.format: widths and precisions must be at most {MAX_VALUE_SIZE:,}")
-    _estimate(args, MAX_VALUE_SIZE)
+            total += int(num)
+        if field_name is None:
+            continue
+        base = re.split(r"[.\[]", field_name, maxsplit=1)[0]
+        ref: int | str
+        if base == "":
+            ref, auto = auto, auto + 1
+        elif base.isdigit():
+            ref = int(base)
+        else:
+            ref = base
+        if ref not in sizes:
+            if isinstance(ref, int):
+                sizes[ref] = _text_size(args[ref]) if ref < len(args) else 0
+            else:
+                sizes[ref] = _text_size(kwargs[ref]) if ref in kwargs else 0
+        total += 10 * sizes[ref] if conversion in ("r", "a") else sizes[ref]
+        _check_output_estimate("str.format", total)
+    _estimate((args, dict(kwargs)), MAX_VALUE_SIZE)
 
 
 def _batch(value: Any, linecount: int, fill_with: Any = None) -> Iterator[list[Any]]:
@@ -588,16 +763,26 @@ def _sum(
     return total
 
 
-def _guarded(func: Callable[..., Any]) -> Callable[..., Any]:
+def _guarded(func: Callable[..., Any], name: str) -> Callable[..., Any]:
     """Wrap a filter: refuse oversized inputs, size-check and charge its result.
 
     ``update_wrapper`` copies ``jinja_pass_arg``, so Jinja still passes the environment/context
-    first to filters that ask for it; that first argument is not checked.
+    first to filters that ask for it; that first argument is not checked. The input of an amplifying
+    filter (:data:`_AMPLIFYING_FILTERS`) is limited to :data:`MAX_VALUE_SIZE`.
     """
     passes_arg = hasattr(func, "jinja_pass_arg")
+    amplifies = name in _AMPLIFYING_FILTERS
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         checked = args[1:] if passes_arg else args
+        if amplifies and checked and not isinstance(checked[0], Undefined):
+            try:
+                _estimate(checked[0], MAX_VALUE_SIZE)
+            except _Problem:
+                raise _Problem(
+                    f"{name}: the value is larger than {MAX_VALUE_SIZE:,} characters; "
+                    "its result could not fit in a Secret value"
+                ) from None
         for arg in (*checked, *kwargs.values()):
             if isinstance(arg, str | bytes):
                 if len(arg) > MAX_INPUT_SIZE:
@@ -626,6 +811,7 @@ _CUSTOM_FILTERS: dict[str, Callable[..., Any]] = {
     "batch": _batch,
     "slice": _slice,
     "sum": _sum,
+    "pprint": _pprint,
 }
 _REMOVED_FILTERS = frozenset({"random"})
 _REMOVED_GLOBALS = frozenset({"lipsum", "cycler", "joiner", "namespace"})
@@ -658,8 +844,14 @@ class _Environment(ImmutableSandboxedEnvironment):
         fmt: str = value.__self__
         inner = wrapped
 
+        is_format_map = value.__name__ == "format_map"
+
         def checked(*args: Any, **kwargs: Any) -> str:
-            _check_str_format(fmt, (args, kwargs))
+            if is_format_map:
+                mapping = args[0] if len(args) == 1 and isinstance(args[0], Mapping) else {}
+                _check_str_format(fmt, (), mapping)
+            else:
+                _check_str_format(fmt, args, kwargs)
             result: str = _check_result(inner(*args, **kwargs))
             return result
 
@@ -692,10 +884,30 @@ class _Environment(ImmutableSandboxedEnvironment):
             ):
                 count = args[2] if len(args) > 2 and isinstance(args[2], int) else None
                 _check_replace(owner, args[0], args[1], count)
+            if method in _CASE_STR_METHODS and len(owner) > MAX_VALUE_SIZE:
+                raise _Problem(f"str.{method}: the text is longer than {MAX_VALUE_SIZE:,} characters")
+            if method in _SPLIT_STR_METHODS and len(owner) > MAX_VALUE_SIZE:
+                _check_split(owner, method, args, kwargs)
         for arg in (*args, *kwargs.values()):
             if not isinstance(arg, str | bytes | int | float | bool | type(None) | Undefined):
                 _estimate(arg, MAX_INPUT_SIZE)
         return _check_result(super().call(__context, __obj, *args, **kwargs))
+
+
+def _check_split(owner: str | bytes, method: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
+    """Refuse splitting a long text into more than :data:`MAX_VALUE_SIZE` pieces (each costs ~50 bytes)."""
+    sep = args[0] if args else kwargs.get("sep")
+    maxsplit = args[1] if len(args) > 1 else kwargs.get("maxsplit", -1)
+    if method == "splitlines":
+        pieces = len(owner) + 1
+    elif isinstance(sep, str | bytes) and sep and type(sep) is type(owner):
+        pieces = owner.count(sep) + 1  # type: ignore[arg-type]
+    else:
+        pieces = len(owner) // 2 + 1
+    if isinstance(maxsplit, int) and maxsplit >= 0:
+        pieces = min(pieces, maxsplit + 1)
+    if pieces > MAX_VALUE_SIZE:
+        raise _Problem(f"str.{method}: the text would be split into more than {MAX_VALUE_SIZE:,} pieces")
 
 
 class _Hardening(NodeTransformer):
@@ -746,7 +958,7 @@ def _make_environment() -> _Environment:
         env.filters.pop(name, None)
     env.filters.update(_CUSTOM_FILTERS)
     for name, func in list(env.filters.items()):
-        env.filters[name] = _guarded(func)
+        env.filters[name] = _guarded(func, name)
     return env
 
 
@@ -825,6 +1037,10 @@ def _compile_one(key: str, source: str) -> _Compiled:
                 "write everything in this template (macros are allowed)"
             )
     literals = _literals(ast)
+    # Jinja folds constant expressions (filters of literals) while compiling, and evaluates at render time
+    # what fails to fold: folding is charged to a budget of its own, never left in the thread's context (a
+    # stale one in a long-lived render worker would stop all later folding).
+    budget_token = _BUDGET.set(_Budget())
     try:
         ast = _Hardening().visit(ast)
         template = _ENV.from_string(ast)
@@ -834,6 +1050,8 @@ def _compile_one(key: str, source: str) -> _Compiled:
         raise fail("the template is nested too deeply") from None
     except Exception as exc:
         raise fail(f"the template cannot be compiled ({type(exc).__name__})") from None
+    finally:
+        _BUDGET.reset(budget_token)
     return _Compiled(template=template, literals=literals)
 
 
@@ -932,8 +1150,7 @@ def _mask(message: str, sensitive: set[str]) -> str:
     return message
 
 
-def _render_one(key: str, compiled: _Compiled, context: Mapping[str, Any], deadline: float) -> bytes:
-    budget = _Budget(deadline=deadline)
+def _render_one(key: str, compiled: _Compiled, context: Mapping[str, Any], budget: _Budget) -> bytes:
     budget_token = _BUDGET.set(budget)
     literals_token = _LITERALS.set(compiled.literals)
     try:
@@ -963,10 +1180,10 @@ def render_templates(compiled: CompiledTemplates, context: Mapping[str, Any]) ->
     """
     out: dict[str, bytes] = {}
     sensitive: set[str] | None = None
-    deadline = _cpu_deadline()
+    budget = _Budget()  # one for all templates: steps, work and CPU time are per VaultSecret
     for key, entry in compiled.entries.items():
         try:
-            out[key] = _render_one(key, entry, context, deadline)
+            out[key] = _render_one(key, entry, context, budget)
         except Exception as exc:
             if sensitive is None:
                 sensitive = _sensitive_strings(context)

@@ -9,12 +9,10 @@ differs. Failures keep the existing Secret untouched and are retried with backof
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import random
 import time
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,9 +43,10 @@ from vaultsync.core.mac import mac_matches, object_mac_key, secret_mac
 from vaultsync.core.shaping import SourceData, shape_secret
 from vaultsync.core.spec import AuthSpec, VaultSecretSpec, parse_spec
 from vaultsync.core.status import current_ready, now_rfc3339, ready_condition, status_patch
-from vaultsync.core.templates import CompiledTemplates, compile_templates
+from vaultsync.core.templates import CompiledTemplates
 from vaultsync.engine.cache import SecretCache
 from vaultsync.engine.queue import WorkQueue, run_workers
+from vaultsync.engine.renderpool import RenderJob, RenderPool, TemplateCompileError, needs_pool
 from vaultsync.kube import events as ev
 from vaultsync.kube.client import ApiError, KubeClient
 from vaultsync.kube.events import EventRecorder
@@ -79,9 +78,7 @@ INTERNAL_ERROR = "InternalError"
 VAULT_UNREADABLE = frozenset({VAULT_UNAVAILABLE, PERMISSION_DENIED, AUTH_FAILED})
 """Vault cannot be read right now: a Secret drifted meanwhile is restored from the last synced data."""
 TARGET_TAKEN = "target-taken"  # ObjectState.extra: creating the target Secret answered 409
-TEMPLATE_THREADS = 4
-"""Threads that compile and render templates, off the event loop (rendering may take up to the renderer's CPU
-limit; a pool of our own, so that slow templates never hold up the default executor's DNS lookups)."""
+NO_TEMPLATES = CompiledTemplates(entries={})
 
 
 def _log_extra(key: Key, reason: str | None = None) -> dict[str, str | None]:
@@ -102,7 +99,11 @@ class ObjectState:
     drift: bool = False
     last_success: str | None = None
     last_warning: tuple[str, str] | None = None
-    compiled: tuple[int | None, VaultSecretSpec, CompiledTemplates] | None = None
+    parsed: tuple[int | None, VaultSecretSpec] | None = None
+    """The spec of a generation, parsed once."""
+    template_error: tuple[int | None, TemplateCompileError] | None = None
+    """A generation whose templates do not compile: not compiled (nor Vault read) again until the spec
+    changes."""
     ready: str = "Unknown"
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -147,6 +148,7 @@ class Engine:
         reader: SecretReader,
         mac_key: bytes,
         recorder: EventRecorder,
+        render_pool: RenderPool | None = None,
     ) -> None:
         self.settings = settings
         self.kube = kube
@@ -159,7 +161,13 @@ class Engine:
         self.secrets_synced = asyncio.Event()
         self.syncs_started = 0
         self.stopping = False
-        self.template_pool = ThreadPoolExecutor(TEMPLATE_THREADS, thread_name_prefix="vaultsync-templates")
+        self.render_pool = render_pool or RenderPool(
+            settings.render_workers,
+            memory_bytes=settings.render_memory * 2**20,
+            wall_seconds=settings.render_timeout,
+        )
+        """Worker processes that compile and render templates and check Secret types (started by the runtime,
+        or at the first render)."""
 
     # Events in --------------------------------------------------------------------------------------------
     def on_vaultsecret(self, event_type: str | None, body: Mapping[str, Any]) -> None:
@@ -307,7 +315,8 @@ class Engine:
         spec: VaultSecretSpec | None = None
         rendering = 0.0
         try:
-            spec, templates = await self._parse_off_loop(state)
+            generation = state.meta.get("generation")
+            spec = self._parse(state)
             await self._ensure_finalizer(key, state, spec)
             identity = self._identity(key[0], spec.auth)
             results = await asyncio.gather(
@@ -317,23 +326,19 @@ class Engine:
                 SourceData(source=s, data=r.data, version=r.version, created_time=r.created_time)
                 for s, r in zip(spec.sources, results, strict=True)
             ]
-            shape = functools.partial(
-                shape_secret, spec, sources, templates=templates, namespace=key[0], name=key[1]
-            )
-            if spec.templates:
-                # Rendering can take up to the renderer's CPU limit: other syncs go on meanwhile.
-                render_started = time.monotonic()
-                try:
-                    data = await asyncio.get_running_loop().run_in_executor(self.template_pool, shape)
-                finally:
-                    rendering = time.monotonic() - render_started
-            else:
-                data = shape()  # no templates: fast, no thread hop
+            render_started = time.monotonic()
+            try:
+                data = await self._shape(key, state, spec, sources, generation)
+            finally:
+                rendering = time.monotonic() - render_started
             desired = desired_secret(spec.target, spec.secret_type, data)
             versions = {s.label: r.version for s, r in zip(spec.sources, results, strict=True) if r.version}
             await self._apply(key, state, spec, desired, versions, drift=drift)
         except SyncError as exc:
-            if exc.reason in DATA_REASONS and spec is not None and rendering > EXPENSIVE_RENDER_SECONDS:
+            if isinstance(exc, TemplateCompileError):
+                # It fails the same way until the spec changes (a new generation syncs at once): no retries.
+                await self._failed(key, state, exc.reason, exc.message, retry=False)
+            elif exc.reason in DATA_REASONS and spec is not None and rendering > EXPENSIVE_RENDER_SECONDS:
                 # An expensive render that failed fails the same way on the same data: try again at the next
                 # refresh (or on a spec change), not in a backoff loop that burns a CPU on every retry.
                 await self._failed(key, state, exc.reason, exc.message, retry=False)
@@ -365,30 +370,43 @@ class Engine:
             jitter = self.settings.refresh_jitter
             self.queue.add_after(key, spec.refresh_interval * random.uniform(1 - jitter, 1 + jitter))
 
-    async def _parse_off_loop(self, state: ObjectState) -> tuple[VaultSecretSpec, CompiledTemplates]:
-        """`_parse`, compiling templates in the template pool (a large template takes a while to compile)."""
-        cached = state.compiled
-        if cached is not None and cached[0] == state.meta.get("generation"):
-            return cached[1], cached[2]
-        if not (state.body.get("spec") or {}).get("templates"):
-            return self._parse(state)
-        return await asyncio.get_running_loop().run_in_executor(self.template_pool, self._parse, state)
+    async def _shape(
+        self,
+        key: Key,
+        state: ObjectState,
+        spec: VaultSecretSpec,
+        sources: list[SourceData],
+        generation: int | None,
+    ) -> dict[str, bytes]:
+        """The Secret's data: in a render worker for templates and checked types, else inline."""
+        if not needs_pool(spec):
+            # A plain copy: linear in Vault's (capped) answer, cheaper than a process hop (see needs_pool).
+            return shape_secret(spec, sources, templates=NO_TEMPLATES, namespace=key[0], name=key[1])
+        if state.template_error is not None and state.template_error[0] == generation:
+            raise state.template_error[1]  # not compiled nor sent again until the spec changes
+        # Memory, CPU and wall-clock limits (renderpool.py); other syncs go on meanwhile.
+        job = RenderJob(spec=spec, sources=tuple(sources), namespace=key[0], name=key[1])
+        try:
+            return await self.render_pool.shape(job, has_templates=bool(spec.templates))
+        except TemplateCompileError as exc:
+            state.template_error = (generation, exc)
+            raise
 
-    def _parse(self, state: ObjectState) -> tuple[VaultSecretSpec, CompiledTemplates]:
-        """The spec and its compiled templates, parsed and compiled once per generation."""
-        body = state.body  # one snapshot: the event loop may replace state.body while a thread runs this
+    def _parse(self, state: ObjectState) -> VaultSecretSpec:
+        """The spec, parsed once per generation (templates are compiled in the render workers, which cache
+        them by source)."""
+        body = state.body
         generation = body["metadata"].get("generation")
-        if state.compiled is not None and state.compiled[0] == generation:
-            return state.compiled[1], state.compiled[2]
+        if state.parsed is not None and state.parsed[0] == generation:
+            return state.parsed[1]
         spec = parse_spec(
             body.get("spec") or {},
             name=body["metadata"]["name"],
             default_mount=self.settings.default_mount,
             default_refresh=self.settings.default_refresh,
         )
-        templates = compile_templates(spec.templates)
-        state.compiled = (generation, spec, templates)
-        return spec, templates
+        state.parsed = (generation, spec)
+        return spec
 
     def _identity(self, namespace: str, auth: AuthSpec) -> Identity:
         return identity_for(namespace, auth, self.settings)
