@@ -333,13 +333,15 @@ async def test_the_cache_expires_after_its_ttl() -> None:
             await checker.check(TOKEN, source("secret"), namespace="team-a")  # another Vault namespace
             now[0] = 601
             await checker.check(TOKEN, source("secret"), namespace=None)
-            # A cached v2 mount still refuses a v1 read, without asking again.
+            assert len(vault.lookups()) == 3
+            # A cached fact that disagrees with the spec is not trusted for a refusal: the asking token
+            # looks the mount up itself (it may not see it at all), and the refusal rests on that answer.
             with pytest.raises(SyncError) as info:
                 await checker.check(TOKEN, source("secret", kv="v1"), namespace=None)
         finally:
             await client.close()
     assert info.value.reason == INVALID_SPEC
-    assert len(vault.lookups()) == 3
+    assert len(vault.lookups()) == 4
 
 
 async def test_concurrent_reads_of_one_mount_share_one_lookup() -> None:
@@ -366,3 +368,37 @@ async def test_the_checker_refuses_system_mounts_without_asking_vault(mount: str
     assert vault.lookups() == []
     assert vault.reads() == []
     assert "/v1/auth/token/lookup-self" not in vault.raw_paths()
+
+
+async def test_a_cached_mount_fact_never_refuses_for_a_token_that_cannot_see_the_mount() -> None:
+    """Tenant A's lookup of `secret` (KV v2) must not tell tenant B, who sees no such mount, its version."""
+    vault = FakeVault()
+    async with fake_vault(vault) as (vault, addr):
+        client = VaultClient(addr)
+        checker = MountChecker(client)
+        try:
+            await checker.check(TOKEN, source("secret"), namespace=None)
+            vault.hidden.add("secret")
+            with pytest.raises(SyncError) as info:
+                await checker.check(TOKEN, source("secret", kv="v1"), namespace=None)
+        finally:
+            await client.close()
+    assert info.value.reason == PERMISSION_DENIED
+    assert "v2" not in info.value.message
+    assert vault.lookups() == ["/v1/sys/internal/ui/mounts/secret"] * 2
+
+
+async def test_revoke_self_answering_204_with_a_json_content_type_succeeds() -> None:
+    """OpenBao answers revoke-self 204 with an empty body; that is success, not invalid JSON."""
+
+    async def no_content(request: web.BaseRequest) -> web.StreamResponse:
+        return web.Response(status=204, headers={"Content-Type": "application/json"})
+
+    vault = FakeVault(overrides={"/v1/auth/token/revoke-self": no_content})
+    async with fake_vault(vault) as (vault, addr):
+        client = VaultClient(addr)
+        try:
+            await client.revoke_self(TOKEN)
+        finally:
+            await client.close()
+    assert vault.raw_paths("POST") == ["/v1/auth/token/revoke-self"]

@@ -204,6 +204,8 @@ class VaultClient:
             body += chunk
             if len(body) > limit:
                 raise too_large
+        if not body.strip():
+            return None  # 204 No Content (revoke-self) may still say application/json
         try:
             if len(body) <= _BIG_BODY:
                 return jsonlib.loads(body)

@@ -8,8 +8,11 @@ OpenBao's `default` policy allow the endpoint itself). It also answers for a pat
 
 Positive results are cached for `ttl` seconds per (Vault namespace, mount), shared by every identity (the
 mount table does not depend on who asks); the reader drops an entry when a read answers 403 or 404, so a
-mount that was disabled or replaced is checked again. Refusals are not cached: they cost one lookup per
-attempt, and the engine does not retry an InvalidSpec.
+mount that was disabled or replaced is checked again. A cached fact only ever lets a check pass: when it
+disagrees with the spec, the mount is looked up again with the asking token, so a refusal always rests on
+what Vault shows that token (a tenant without access to a mount learns nothing of it from another
+tenant's lookup, and a mount re-created with another version is seen at once). Refusals are not cached:
+they cost one lookup per attempt, and the engine does not retry an InvalidSpec.
 """
 
 from __future__ import annotations
@@ -74,10 +77,9 @@ class MountChecker:
             )
         key = self._key(namespace, source.mount)
         known = self._known.get(key)
-        if known is not None and self._clock() - known[0] < self.ttl:
-            version = known[1]
-        else:
-            version = await self._lookup(token, source, namespace, key)
+        if known is not None and self._clock() - known[0] < self.ttl and known[1] == source.kv:
+            return
+        version = await self._lookup(token, source, namespace, key)
         if version != source.kv:
             raise SyncError(
                 INVALID_SPEC,
