@@ -273,9 +273,14 @@ def test_empty_keys_without_templates() -> None:
     invalid({"path": "a", "keys": []}, "spec.keys is empty")
 
 
-def test_empty_keys_with_templates_ok() -> None:
-    spec = parse({"path": "a", "keys": [], "templates": {"url": "x"}})
-    assert spec.keys == ()
+def test_empty_keys_are_refused_with_templates_too() -> None:
+    """The CRD's minItems: 1 says so at apply time; the parser agrees (templatesOnly: true says "no Vault
+    key" explicitly)."""
+    invalid({"path": "a", "keys": [], "templates": {"url": "x"}}, "spec.keys is empty", "remove spec.keys")
+
+
+def test_empty_decode_base64_keys_are_refused() -> None:
+    invalid({"path": "a", "decodeBase64Keys": []}, "spec.decodeBase64Keys is empty")
 
 
 def test_templates() -> None:

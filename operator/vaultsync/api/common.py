@@ -67,13 +67,14 @@ NO_CONTROL_PATTERN: Final = rf"^[^{_CONTROL}]*$"
 DNS_SUBDOMAIN_PATTERN: Final = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
 """What a schema can say of a DNS subdomain; the parser also refuses empty labels ("a..b")."""
 LABEL_VALUE_PATTERN: Final = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
-SECRET_KEY_PATTERN: Final = r"^[-._a-zA-Z0-9]+$"
+SECRET_KEY_PATTERN: Final = r"^[-._a-zA-Z0-9]+$"  # noqa: S105
 DURATION_PATTERN: Final = r"^(0|([0-9]+(\.[0-9]+)?[hms])+)$"
 CONDITION_TYPE_PATTERN: Final = (
-    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$"
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$"
 )
 CONDITION_REASON_PATTERN: Final = r"^([A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?)?$"
-SECRET_MAC_PATTERN: Final = r"^hmac-sha256:[0-9a-f]{64}$"
+SECRET_MAC_PATTERN: Final = r"^hmac-sha256:[0-9a-f]{64}$"  # noqa: S105
 
 # ------------------------------------------------------------------------------- field builders
 
@@ -156,7 +157,7 @@ def dns_name(description: str, *, what: str, required: bool = False, missing: st
 
 
 _NOT_A_SECRET_KEY = (
-    "{field} {value} cannot be a Secret key: use 1-253 letters, digits, '-', '_' or '.' (not '.' or '..')"
+    "{field} {value} cannot be a Secret key: use 1-253 letters, digits, '-', '_' or '.' (not '.' or '..')"  # noqa: S105
 )
 
 
@@ -188,6 +189,10 @@ def secret_key_list(description: str, item_description: str, *, empty: str) -> F
     )
 
 
+_EMPTY_OVERRIDE = "{field} is empty: remove it to use the operator's default, or set a value"
+_STRING = "{field} must be a string, not {type} ({value})"
+
+
 def header_value(description: str) -> Field:
     """A string sent in an HTTP header or a login body: no control characters, not blank."""
     return string(
@@ -197,7 +202,7 @@ def header_value(description: str) -> Field:
         pattern=NO_CONTROL_PATTERN,
         checks=("not_blank",),
         messages={
-            "minLength": "{field} is empty: remove it to use the operator's default, or set a value",
+            **dict.fromkeys(("minLength", "not_blank"), _EMPTY_OVERRIDE),
             "pattern": "{field} {value} contains control characters: remove them",
         },
     )
@@ -241,7 +246,8 @@ def templates(kind: str) -> Field:
         messages={
             "type": "{field} must be an object of Secret key -> template, not {type}",
             "maxProperties": (
-                f"{{field}} has {{n}} entries; at most {{limit}} are allowed: move some keys to another {kind}"
+                "{field} has {n} entries; at most {limit} are allowed: "
+                f"move some keys to another {kind}"
             ),
             "secret_key": "{field} key {value} cannot be a Secret key: use 1-253 letters, digits, "
             "'-', '_' or '.' (not '.' or '..')",
@@ -308,9 +314,9 @@ def target(kind: str) -> Field:
         f"{kind}'s namespace.",
         {
             "name": dns_name(
-                'Name of the Secret (a DNS subdomain: lower-case letters, digits, "-" and "."), e.g. shop-db. '
-                f"Default: this {kind}'s metadata.name. Changing it writes the new Secret and deletes the old "
-                "one if the operator created it (creationPolicy Owner).",
+                'Name of the Secret (a DNS subdomain: lower-case letters, digits, "-" and "."), e.g. '
+                f"shop-db. Default: this {kind}'s metadata.name. Changing it writes the new Secret and "
+                "deletes the old one if the operator created it (creationPolicy Owner).",
                 what="Secret name",
             ),
             "labels": _string_map(
@@ -385,7 +391,9 @@ def refresh_interval(default: str, meaning: str) -> Field:
             "maximum": no_unit,
             "negative": f"{{field}} {{value}} is negative: {hint}",
             "duration": f"{{field}} {{value}} is not a duration: {hint}",
-            "pattern": f"{{field}} {{value}} is not a duration: {hint}; the units are h, m and s (no days, no ms)",
+            "pattern": (
+                f"{{field}} {{value}} is not a duration: {hint}; the units are h, m and s (no days, no ms)"
+            ),
         },
         doc_type="string or 0",
     )
@@ -414,7 +422,7 @@ def auth(kind: str) -> Field:
                 "token's signature). Default: the operator setting VAULTSYNC_AUTH_METHOD (kubernetes).",
                 enum=AUTH_METHODS,
                 messages={
-                    "type": "{field} must be a string, not {type} ({value})",
+                    "type": _STRING,
                     "enum": "{field} {value} is not supported: use kubernetes or jwt",
                 },
             ),
@@ -424,6 +432,7 @@ def auth(kind: str) -> Field:
                 what="auth mount",
                 example="kubernetes",
                 max_length=MAX_MOUNT_LENGTH,
+                messages={"type": _STRING},
             ),
             "audience": header_value(
                 "Audience of the service-account token requested for serviceAccountName, e.g. vault; no "
@@ -437,9 +446,7 @@ def auth(kind: str) -> Field:
                 example="team-a",
                 max_length=MAX_MOUNT_LENGTH,
                 checks=("not_blank",),
-                messages={
-                    "minLength": "{field} is empty: remove it to use the operator's default, or set a value"
-                },
+                messages={"type": _STRING, **dict.fromkeys(("minLength", "not_blank"), _EMPTY_OVERRIDE)},
             ),
         },
         docs_note="See [security.md, Identities](security.md#identities).",
@@ -510,7 +517,9 @@ def conditions(kind: str, reasons: str) -> Field:
                     max_length=32768,
                 ),
                 "lastTransitionTime": string("When the status last changed (RFC 3339).", format="date-time"),
-                "observedGeneration": generation(f"metadata.generation of the {kind} that the condition was set for."),
+                "observedGeneration": generation(
+                    f"metadata.generation of the {kind} that the condition was set for."
+                ),
             },
         ),
         list_type="map",

@@ -34,7 +34,13 @@ class _Dumper(yaml.SafeDumper):
 
 
 def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-    if len(value) > 80 and " " in value and "\n" not in value and value == value.strip() and "  " not in value:
+    if (
+        len(value) > 80
+        and " " in value
+        and "\n" not in value
+        and value == value.strip()
+        and "  " not in value
+    ):
         return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=">")
     return dumper.represent_scalar("tag:yaml.org,2002:str", value)
 
@@ -96,7 +102,8 @@ def render_docs(kind: Kind, page: str) -> str:
                 f"{kind.docs_page} has no block for the {kind.kind} {section} fields: add the lines\n"
                 f"{begin}\n{end}\nwhere the table goes"
             )
-        page = found.sub(lambda _: f"{begin}\n{_table(f, section)}\n{end}", page, count=1)
+        block = f"{begin}\n{_table(f, section)}\n{end}"
+        page = found.sub(lambda _: block, page, count=1)  # noqa: B023 (used at once, in this iteration)
     return page
 
 
@@ -117,10 +124,12 @@ def expected_files(root: Path, kinds: Sequence[Kind] = KINDS) -> dict[Path, str]
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m vaultsync.api.generate", description=__doc__)
-    parser.add_argument("--root", type=Path, default=REPO_ROOT, help="the source checkout (default: %(default)s)")
+    parser.add_argument(
+        "--root", type=Path, default=REPO_ROOT, help="the source checkout (default: %(default)s)"
+    )
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if a file is out of date")
     args = parser.parse_args(argv)
-    root: Path = args.root
+    root = Path(args.root)
     stale: list[str] = []
     for path, text in expected_files(root).items():
         target = root / path
@@ -133,8 +142,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.check and stale:
         print(f"out of date: {', '.join(stale)}; run python -m vaultsync.api.generate", file=sys.stderr)
         return 1
-    for path in stale:
-        print(f"wrote {path}")
+    for name in stale:
+        print(f"wrote {name}")
     return 0
 
 

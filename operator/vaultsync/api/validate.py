@@ -102,6 +102,12 @@ class Context:
         return SyncError(INVALID_SPEC, text)
 
 
+def _is_integral(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+
+
 def _raw(value: Any) -> str:
     """The value as text without quotes, where that is safe to print; else as :func:`show` gives it."""
     if isinstance(value, str) and value.isprintable() and len(value) <= _SHOW_MAX:
@@ -117,7 +123,8 @@ _TYPE_OK: dict[str, Callable[[Any], bool]] = {
     "boolean": lambda v: isinstance(v, bool),
     "object": lambda v: isinstance(v, Mapping),
     "array": lambda v: isinstance(v, list | tuple),
-    "int-or-string": lambda v: isinstance(v, str) or (isinstance(v, int) and not isinstance(v, bool)),
+    # A JSON number with no fraction is an integer to the API server (and comes as 0.0 from some clients).
+    "int-or-string": lambda v: isinstance(v, str) or _is_integral(v),
 }
 _TYPE_MESSAGE = {
     "string": "{field} must be a string, not {type} ({value})",
@@ -137,7 +144,7 @@ def validate(
     checks: Mapping[str, Check],
     parent: Mapping[str, Any] | None = None,
 ) -> None:
-    """Refuse ``value`` (never ``None``: that is unset) if ``decl`` does; raises ``SyncError(INVALID_SPEC)``."""
+    """Refuse ``value`` (not ``None``: that is unset) if ``decl`` does, with ``SyncError(INVALID_SPEC)``."""
     ctx = Context(field=where, decl=decl, parent=parent or {}, value=value)
     choices = ", ".join(str(c) for c in decl.enum) if decl.enum is not None else ""
     if not _TYPE_OK[decl.type](value):
@@ -149,7 +156,7 @@ def validate(
 
     if isinstance(value, str):
         _bounds(ctx, len(value), decl.min_length, decl.max_length, "Length", "characters long")
-    elif isinstance(value, int) and not isinstance(value, bool):
+    elif _is_integral(value):
         if decl.minimum is not None and value < decl.minimum:
             raise ctx.fail("minimum", "{field} is {raw}; the least allowed is {limit}", limit=decl.minimum)
         if decl.maximum is not None and value > decl.maximum:
@@ -164,7 +171,9 @@ def validate(
 
     if isinstance(value, str):
         if decl.pattern is not None and not re2_search(decl.pattern, value):
-            raise ctx.fail("pattern", "{field} {value} does not have the form this field takes (see docs/api.md)")
+            raise ctx.fail(
+                "pattern", "{field} {value} does not have the form this field takes (see docs/api.md)"
+            )
         if decl.not_pattern is not None and re2_search(decl.not_pattern, value):
             raise ctx.fail("not", "{field} {value} is not allowed here")
     if decl.not_enum is not None and value in decl.not_enum:
@@ -181,7 +190,7 @@ def validate(
         if decl.values is not None:
             for key, member in value.items():
                 if not isinstance(key, str):
-                    raise ctx.fail("key", "{field} has a key that is not a string ({key})", key=show(key))
+                    raise ctx.fail("key", "{field} has a key that is not a string ({name})", name=show(key))
                 key_ctx = Context(where, decl, value, key)
                 for name in decl.key_checks:
                     checks[name](key, key_ctx)
@@ -196,8 +205,12 @@ def validate(
 
 def _bounds(ctx: Context, n: int, low: int | None, high: int | None, what: str, unit: str) -> None:
     if low is not None and n < low:
-        default = "{field} is empty" if low == 1 else f"{{field}} is {{n}} {unit}; at least {{limit}} are needed"
+        default = (
+            "{field} is empty" if low == 1 else f"{{field}} is {{n}} {unit}; at least {{limit}} are needed"
+        )
         raise ctx.fail(f"min{what}", default, n=n, limit=low)
     if high is not None and n > high:
         verb = "is" if unit.endswith("long") else "has"
-        raise ctx.fail(f"max{what}", f"{{field}} {verb} {{n}} {unit}; at most {{limit}} are allowed", n=n, limit=high)
+        raise ctx.fail(
+            f"max{what}", f"{{field}} {verb} {{n}} {unit}; at most {{limit}} are allowed", n=n, limit=high
+        )

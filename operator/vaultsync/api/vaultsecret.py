@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Final, Literal
 
 from . import common
-from .common import MAX_MOUNT_LENGTH, MAX_PATH_LENGTH, kv_mount, vault_path
+from .common import MAX_PATH_LENGTH, kv_mount, vault_path
 from .schema import Field, Kind, PrinterColumn, array, integer, obj, string
 
 KvVersion = Literal["v1", "v2"]
@@ -72,7 +72,7 @@ _TEMPLATES_ONLY_TRUE = {"properties": {"templatesOnly": {"enum": [True]}}}
 
 SPEC: Final = obj(
     "What to read from Vault and how to write it. Give either path (one secret) or sources (several "
-    "secrets merged into one Secret). Rules across fields, which the API server reports as '\"spec\" "
+    'secrets merged into one Secret). Rules across fields, which the API server reports as \'"spec" '
     "must not validate the schema (not)': path and sources are not both set; version is set only with "
     "path and kv v2; templatesOnly true needs templates and excludes keys and decodeBase64Keys.",
     {
@@ -83,12 +83,12 @@ SPEC: Final = obj(
             "segment). Required unless sources is given; not allowed together with sources."
         ),
         "mount": kv_mount(
-            "Path of the KV secrets engine mount, without leading or trailing slash, e.g. secret or teams/kv; "
-            "the same rules as path, and not Vault's own sys, auth, identity or cubbyhole (nor under them: "
-            "the API server says 'must not validate the schema (not)'). The operator checks with Vault that "
-            "it is a KV mount of the version kv states before the first read. With sources, the mount of "
-            "each source that sets none. Default: the operator setting VAULTSYNC_DEFAULT_MOUNT (itself "
-            "defaulting to secret)."
+            "Path of the KV secrets engine mount, without leading or trailing slash, e.g. secret or "
+            "teams/kv; the same rules as path, and not Vault's own sys, auth, identity or cubbyhole (nor "
+            "under them: the API server says 'must not validate the schema (not)'). The operator checks "
+            "with Vault that it is a KV mount of the version kv states before the first read. With sources, "
+            "the mount of each source that sets none. Default: the operator setting VAULTSYNC_DEFAULT_MOUNT "
+            "(itself defaulting to secret)."
         ),
         "kv": string(
             "Version of the KV secrets engine at the mount: v1 or v2. With sources, the kv of each source "
@@ -133,10 +133,10 @@ SPEC: Final = obj(
         "target": common.target(_KIND),
         "refreshInterval": common.refresh_interval(
             "1h",
-            "How often Vault is read again (a string, or the number 0): a Go-style duration made of hours "
-            "(h), minutes (m) and seconds (s), e.g. 30s, 5m, 1h, 1h30m, 1.5h. 0 (or 0s) syncs once and then "
-            "only on a spec change or a new value of the vaultsync.io/refresh annotation. No days (write 24h) "
-            "and no ms. Refreshes are spread with jitter. Default 1h.",
+            "How often Vault is read again (a string, or the number 0): a Go-style duration made of "
+            "hours (h), minutes (m) and seconds (s), e.g. 30s, 5m, 1h, 1h30m, 1.5h. 0 (or 0s) syncs once "
+            "and then only on a spec change or a new value of the vaultsync.io/refresh annotation. No days "
+            "(write 24h) and no ms. Refreshes are spread with jitter. Default 1h.",
         ),
         "auth": common.auth(_KIND),
         "rolloutRestartTargets": common.rollout_restart_targets(),
@@ -171,7 +171,9 @@ STATUS: Final = obj(
             "VaultUnavailable, AuthFailed, PermissionDenied, NotFound, TemplateError, KeyConflict, "
             "TargetConflict, InvalidSpec",
         ),
-        "observedGeneration": common.generation("metadata.generation of the spec that the last sync attempt used."),
+        "observedGeneration": common.generation(
+            "metadata.generation of the spec that the last sync attempt used."
+        ),
         "secretName": string("Name of the Secret written, e.g. shop-db."),
         "lastSyncTime": string(
             "When the Secret's data last changed (RFC 3339). A refresh that finds nothing changed does not "
@@ -218,7 +220,10 @@ VAULT_SECRET: Final = Kind(
             json_path='.status.conditions[?(@.type=="Ready")].reason',
         ),
         PrinterColumn(
-            name="SECRET", type="string", description="Name of the Secret written.", json_path=".status.secretName"
+            name="SECRET",
+            type="string",
+            description="Name of the Secret written.",
+            json_path=".status.secretName",
         ),
         PrinterColumn(
             name="LAST SYNC",
