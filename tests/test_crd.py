@@ -1,5 +1,6 @@
 """Pure checks of crds/vaultsecrets.yaml (no API server): names, printer columns, documentation of every
-field, the structural-schema rules of apiextensions.k8s.io/v1 on Kubernetes 1.20, and the patterns.
+field, the structural-schema rules of apiextensions.k8s.io/v1 on Kubernetes 1.20, the patterns; that the
+file is what the declarations of vaultsync.api generate, and that the schema and the parser agree.
 
 Patterns are compiled with Python's `re`, which agrees with the API server's RE2 for these patterns
 (no look-arounds or back-references: see test_patterns_are_re2_compatible).
@@ -17,8 +18,13 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from vaultsync.api import KINDS, VAULT_SECRET
+from vaultsync.api.generate import expected_files, render_docs
+from vaultsync.api.generate import main as generate_main
+from vaultsync.api.schema import EXACT_CHECKS, Field
+from vaultsync.api.schema import crd as declared_crd
 from vaultsync.core.errors import SyncError
-from vaultsync.core.spec import parse_spec
+from vaultsync.core.spec import CHECKS, parse_spec
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CRD_FILE = REPO_ROOT / "crds" / "vaultsecrets.yaml"
@@ -537,3 +543,233 @@ def test_the_crd_and_the_parser_agree_on_paths_and_mounts(spec: Schema, value: s
     assert crd_accepts(_field(spec, "auth.mount"), value) == parser_accepts(
         {"path": "a", "auth": {"mount": value}}
     )
+
+
+# ----------------------------------------------------- issue 11: one declaration, the CRD generated from it
+
+
+def test_the_generated_files_are_what_the_declarations_give() -> None:
+    """crds/, the chart's copy and docs/api.md's field tables are generated from vaultsync.api: an edit by
+    hand (or a declaration changed without regenerating) fails here."""
+    stale = [
+        str(path)
+        for path, text in expected_files(REPO_ROOT).items()
+        if not (REPO_ROOT / path).exists() or (REPO_ROOT / path).read_text() != text
+    ]
+    assert stale == [], "run `python -m vaultsync.api.generate` (in operator/ or with the package installed)"
+
+
+def test_the_crd_file_loads_to_the_declared_crd() -> None:
+    for kind in KINDS:
+        assert yaml.safe_load((REPO_ROOT / "crds" / kind.crd_file).read_text()) == declared_crd(kind)
+
+
+def test_the_generator_check_mode_names_stale_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "api.md").write_text((REPO_ROOT / "docs" / "api.md").read_text())
+    assert generate_main(["--root", str(tmp_path), "--check"]) == 1
+    assert "crds/vaultsecrets.yaml" in capsys.readouterr().err
+    assert generate_main(["--root", str(tmp_path)]) == 0
+    assert generate_main(["--root", str(tmp_path), "--check"]) == 0
+    assert (tmp_path / "crds" / "vaultsecrets.yaml").read_bytes() == CRD_FILE.read_bytes()
+
+
+def test_the_docs_page_needs_its_markers() -> None:
+    with pytest.raises(ValueError, match="BEGIN GENERATED VaultSecret spec fields"):
+        render_docs(VAULT_SECRET, "# no tables here\n")
+
+
+def _declared_fields(f: Field) -> Iterator[Field]:
+    yield f
+    for sub in (*f.properties.values(), f.items, f.values):
+        if sub is not None:
+            yield from _declared_fields(sub)
+
+
+def test_every_check_a_field_names_is_implemented_and_used() -> None:
+    named = {
+        name
+        for kind in KINDS
+        for f in _declared_fields(kind.root)
+        for name in (*f.checks, *f.key_checks, *f.object_checks)
+    }
+    assert named == set(CHECKS)
+    assert named >= EXACT_CHECKS
+
+
+def test_checks_hold_only_value_validations_of_their_field_type() -> None:
+    """A field's checks run on values of its JSON type; key checks only where there are map values."""
+    for kind in KINDS:
+        for f in _declared_fields(kind.root):
+            if f.key_checks:
+                assert f.values is not None
+            if f.checks:
+                assert f.type in ("string", "int-or-string"), f
+
+
+# The CRD's schema and the parser agree, field by field: a value the schema refuses is refused by the parser
+# with a message naming the field; one it accepts is accepted, unless a check of the field refuses more than
+# its schema does (a DNS name with an empty label, a blank role, ...: not in EXACT_CHECKS).
+
+# (path in the CRD, where the value goes in a spec, the field the parser names)
+_STRING_FIELDS: list[tuple[str, str]] = [
+    ("path", "spec.path"),
+    ("mount", "spec.mount"),
+    ("kv", "spec.kv"),
+    ("sources[].path", "spec.sources[0].path"),
+    ("sources[].mount", "spec.sources[0].mount"),
+    ("sources[].kv", "spec.sources[0].kv"),
+    ("keys[]", "spec.keys[0]"),
+    ("decodeBase64Keys[]", "spec.decodeBase64Keys[0]"),
+    ("templates{}", "spec.templates.k"),
+    ("type", "spec.type"),
+    ("target.name", "spec.target.name"),
+    ("target.labels{}", "spec.target.labels.k"),
+    ("target.annotations{}", "spec.target.annotations.k"),
+    ("target.creationPolicy", "spec.target.creationPolicy"),
+    ("auth.serviceAccountName", "spec.auth.serviceAccountName"),
+    ("auth.role", "spec.auth.role"),
+    ("auth.method", "spec.auth.method"),
+    ("auth.mount", "spec.auth.mount"),
+    ("auth.audience", "spec.auth.audience"),
+    ("auth.vaultNamespace", "spec.auth.vaultNamespace"),
+    ("rolloutRestartTargets[].kind", "spec.rolloutRestartTargets[0].kind"),
+    ("rolloutRestartTargets[].name", "spec.rolloutRestartTargets[0].name"),
+    ("refreshInterval", "spec.refreshInterval"),
+]
+
+
+def _node(spec: Schema, crd_path: str) -> Schema:
+    node = spec
+    for part in re.findall(r"[A-Za-z0-9]+|\[\]|\{\}", crd_path):
+        node = (
+            node["items"]
+            if part == "[]"
+            else node["additionalProperties"]
+            if part == "{}"
+            else node["properties"][part]
+        )
+    return node
+
+
+def _declared(crd_path: str) -> Field:
+    f = VAULT_SECRET.spec
+    for part in re.findall(r"[A-Za-z0-9]+|\[\]|\{\}", crd_path):
+        sub = f.items if part == "[]" else f.values if part == "{}" else f.properties[part]
+        assert sub is not None
+        f = sub
+    return f
+
+
+def _place(field_path: str, value: Any) -> dict[str, Any]:
+    """A spec that is valid except, perhaps, for `value` at `field_path`."""
+    spec: dict[str, Any] = {"path": "a"}
+    parts = field_path.removeprefix("spec.").replace("[0]", ".0").split(".")
+    if parts[0] == "sources":
+        del spec["path"]
+        spec["sources"] = [{"path": "a", parts[2]: value}]
+    elif parts[0] == "rolloutRestartTargets":
+        spec["rolloutRestartTargets"] = [{"kind": "Deployment", "name": "web", parts[2]: value}]
+    elif parts[0] in ("keys", "decodeBase64Keys"):
+        spec[parts[0]] = [value]
+    elif len(parts) == 3:
+        spec[parts[0]] = {parts[1]: {parts[2]: value}}
+    elif len(parts) == 2:
+        spec[parts[0]] = {parts[1]: value}
+    else:
+        spec[parts[0]] = value
+    return spec
+
+
+def _crd_accepts_value(node: Schema, value: Any) -> bool:
+    if isinstance(value, int):
+        return node.get("x-kubernetes-int-or-string") is True and node["minimum"] <= value <= node["maximum"]
+    if "enum" in node and value not in node["enum"]:
+        return False
+    if value in (node.get("not") or {}).get("enum", ()):
+        return False
+    return crd_accepts(node, value)
+
+
+def _parser_verdict(field_path: str, value: Any) -> str | None:
+    """None if the parser accepts, else its message."""
+    try:
+        parse_spec(_place(field_path, value), name="x", default_mount="secret")
+    except SyncError as exc:
+        return exc.message
+    return None
+
+
+_CHARS = st.sampled_from(
+    [
+        "a",
+        "Z",
+        "0",
+        "-",
+        "_",
+        ".",
+        "/",
+        " ",
+        "%",
+        "?",
+        "#",
+        "\\",
+        "\x00",
+        "\n",
+        "\t",
+        "\x7f",
+        "\x85",
+        "ä",
+        "h",
+        "m",
+        "s",
+    ]
+)
+_HOSTILE = st.sampled_from([*HOSTILE_PATHS, *SYSTEM_MOUNTS, ".", "..", "", " ", "a..b", "a\n", "1d", "500ms"])
+
+
+def _values(node: Schema) -> st.SearchStrategy[Any]:
+    samples: list[st.SearchStrategy[Any]] = [st.lists(_CHARS, max_size=10).map("".join), _HOSTILE]
+    if "enum" in node:
+        samples.append(st.sampled_from(node["enum"]))
+        samples.append(st.sampled_from([str(v).lower() for v in node["enum"]]))
+    if "pattern" in node:
+        samples.append(
+            st.from_regex(re.compile(node["pattern"]), fullmatch=False).filter(lambda s: len(s) < 300)
+        )
+    if "maxLength" in node:
+        limit = node["maxLength"]
+        samples.append(st.sampled_from(["x" * limit, "x" * (limit + 1)]))
+    if node.get("x-kubernetes-int-or-string"):
+        samples.append(st.integers(-2, 400))
+    return st.one_of(samples)
+
+
+@pytest.mark.parametrize(("crd_path", "field_path"), _STRING_FIELDS)
+def test_the_crd_and_the_parser_agree_field_by_field(spec: Schema, crd_path: str, field_path: str) -> None:
+    node = _node(spec, crd_path)
+    exact = set(_declared(crd_path).checks) <= EXACT_CHECKS
+
+    @settings(max_examples=150, deadline=None, derandomize=True)
+    @given(value=_values(node))
+    def agree(value: Any) -> None:
+        verdict = _parser_verdict(field_path, value)
+        if not _crd_accepts_value(node, value):
+            assert verdict is not None, (field_path, value)
+            assert field_path in verdict, (field_path, verdict)
+            assert "\n" not in verdict and "\x00" not in verdict
+        elif exact:
+            assert verdict is None, (field_path, value, verdict)
+
+    agree()
+
+
+def test_every_string_field_of_the_spec_is_covered_by_the_agreement_test(spec: Schema) -> None:
+    leaves = {
+        path.removeprefix("spec.")
+        for path, node in walk(spec, "spec")
+        if node.get("type") == "string" or node.get("x-kubernetes-int-or-string")
+    }
+    assert leaves == {crd_path.replace("{}", "{}") for crd_path, _ in _STRING_FIELDS}

@@ -62,7 +62,7 @@ class _NoDefault:
 NO_DEFAULT: Final = _NoDefault()
 """The ``default`` of a field that has none (``None`` would be ambiguous with a ``null`` default)."""
 
-EXACT_CHECKS: Final = frozenset({"vault_path", "kv_mount", "secret_key", "label_value", "no_control_chars"})
+EXACT_CHECKS: Final = frozenset({"vault_path", "kv_mount", "secret_key", "duration"})
 """Checks that refuse exactly what their field's schema refuses; they exist for the wording only."""
 
 
