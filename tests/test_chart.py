@@ -170,8 +170,7 @@ def crd_files(directory: Any) -> dict[str, bytes]:
 
 def test_the_charts_crds_are_those_of_crds() -> None:
     """charts/vaultsync/crds/ holds copies (Helm reads only files inside the chart): the same files, byte
-    for byte. After changing crds/, run `cp crds/*.yaml charts/vaultsync/crds/ && rm
-    charts/vaultsync/crds/kustomization.yaml`."""
+    for byte. `python -m vaultsync.api.generate` writes both."""
     source = crd_files(REPO_ROOT / "crds")
     assert source
     assert crd_files(CHART_DIR / "crds") == source
