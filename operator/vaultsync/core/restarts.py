@@ -5,7 +5,7 @@ to a target's Secret data does not restart the target at once: the restart is du
 the change, and every further change that lands before it is due joins it (and moves it to ``window`` after
 that change). So changes less than ``window`` apart make one restart, which happens ``window`` after the
 last of them, but never later than ``max_delay`` after the first (a target whose Secrets change every few
-seconds still restarts), and changes at the same instant always make one.
+seconds still restarts). A window of 0 turns coalescing off: each change restarts the target.
 
 :func:`plan_restarts` gives the restart times of a list of change times; :class:`RestartCoalescer` does the
 same incrementally for many targets (the engine calls ``changed`` as Secrets change and ``due`` when its
@@ -49,8 +49,9 @@ class _Burst:
         return min(self.last + window, self.first + max_delay)
 
     def joins(self, at: float, window: float, max_delay: float) -> bool:
-        """A change at ``at`` joins this burst: it lands before the restart is due (or with the last)."""
-        return at == self.last or at < self.due(window, max_delay)
+        """A change at ``at`` joins this burst: it lands before the restart is due (a change at the very
+        instant the restart is due lands after it)."""
+        return at < self.due(window, max_delay)
 
 
 def plan_restarts(
