@@ -78,8 +78,9 @@ class PostgresBinaries:
         return all(os.access(p, os.X_OK) for p in (self.initdb, self.postgres, self.pg_isready))
 
 
-def _installed_binaries(root: Path = DEBIAN_BIN_ROOT) -> PostgresBinaries | None:
+def _installed_binaries(root: Path | None = None) -> PostgresBinaries | None:
     """The newest complete ``<root>/<major>/bin`` (several majors can be installed side by side)."""
+    root = DEBIAN_BIN_ROOT if root is None else root
     if not root.is_dir():
         return None
     majors = sorted((p for p in root.iterdir() if p.name.isdigit()), key=lambda p: int(p.name), reverse=True)
