@@ -6,13 +6,17 @@ so the pure logic is checked against what OpenBao actually says."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import hvac
 import pytest
 import requests
 from cryptography import x509
 
+from tests.e2e.vault_setup_doc import run_block
 from vaultsync.core.lease import Lease, RenewalOutcome, renewal_failed, renewal_succeeded
 from vaultsync.core.pki import CertificateRecord, cached_certificate_problem, parse_issue_answer, secret_data
 from vaultsync.devstack.postgres import PostgresServer
@@ -151,3 +155,101 @@ def test_a_revoked_certificate_is_on_the_crl(vault_admin: VaultAdmin, pki_engine
     assert crl.is_signature_valid(mount_ca.public_key())  # type: ignore[arg-type]
     assert crl.get_revoked_certificate_by_serial_number(issued.certificate.serial_number) is not None
     assert crl.get_revoked_certificate_by_serial_number(kept.certificate.serial_number) is None
+
+
+# --- docs/vault-setup.md, section 10, as written ---------------------------------------------------------
+
+DOC_TENANT = "t-doc"
+SECTION_10_BLOCKS = (
+    "database-engine",
+    "database-role",
+    "database-policy",
+    "pki-engine",
+    "pki-role",
+    "pki-policy",
+)
+
+
+@pytest.fixture(scope="module")
+def doc_vault(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    """A second OpenBao, configured only by the page's blocks."""
+    vault = LocalStack(tmp_path_factory.mktemp("shortlived-doc-vault"))
+    try:
+        vault.start_vault_only()
+        yield vault
+    finally:
+        vault.stop()
+
+
+class TenantClient:
+    """Raw HTTP as a token of the tenant policies only (no default policy), as the operator will send it."""
+
+    def __init__(self, vault: LocalStack, token: str) -> None:
+        self.base = f"{vault.vault_addr}/v1"
+        self.headers = {"X-Vault-Token": token}
+
+    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> requests.Response:
+        return requests.request(method, f"{self.base}/{path}", json=body, headers=self.headers, timeout=10)
+
+
+def test_the_setup_pages_blocks_give_working_engines_and_tenant_policies(
+    stack: LocalStack, postgres: PostgresServer, doc_vault: LocalStack, tmp_path: Path
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    password_file = home / "pg-admin-password"
+    password_file.write_text(postgres.superuser_password)  # no newline, as the page says
+    variables = {
+        "PG_ADDRESS": f"{postgres.host}:{postgres.port}",
+        "PG_DATABASE": postgres.database,
+        "PG_ADMIN_USER": postgres.superuser,
+        "PG_ADMIN_PASSWORD_FILE": str(password_file),
+        "PG_SSLMODE": "disable",
+        "PKI_DOMAIN": "vaultsync.test",
+        "TENANT_NS": DOC_TENANT,
+    }
+    for name in SECTION_10_BLOCKS:
+        run_block(
+            name,
+            variables=variables,
+            vault_addr=doc_vault.vault_addr,
+            vault_token=doc_vault.vault_root_token,
+            kubeconfig=stack.kubeconfig,
+            home=home,
+        )
+    root = hvac.Client(url=doc_vault.vault_addr, token=doc_vault.vault_root_token)
+    created = root.auth.token.create(
+        policies=[f"tenant-{DOC_TENANT}-db", f"tenant-{DOC_TENANT}-pki"], no_default_policy=True, ttl="10m"
+    )
+    tenant = TenantClient(doc_vault, created["auth"]["client_token"])
+
+    # database: issue, log in, renew and revoke through the lease-scoped paths
+    issued = tenant.call("GET", "database/creds/app")
+    assert issued.status_code == 200
+    answer = issued.json()
+    username, password = answer["data"]["username"], answer["data"]["password"]
+    assert answer["lease_duration"] == 3600
+    assert postgres.can_login(username, password)
+    renewed = tenant.call("PUT", f"sys/leases/renew/{answer['lease_id']}", {"increment": 7200})
+    assert renewed.status_code == 200, renewed.text
+    assert renewed.json()["lease_duration"] >= 7190
+    revoked = tenant.call("PUT", f"sys/leases/revoke/{answer['lease_id']}")
+    assert revoked.status_code == 204, revoked.text
+    assert username not in postgres.role_names()
+
+    # pki: issue, verify against the CA file the block wrote, revoke with the key only
+    issued = tenant.call("POST", "pki/issue/app", {"common_name": "web.vaultsync.test", "ttl": "1h"})
+    assert issued.status_code == 200
+    certificate = parse_issue_answer(issued.json()["data"])
+    root_ca = x509.load_pem_x509_certificate((home / "pki-root-ca.pem").read_bytes())
+    certificate.certificate.verify_directly_issued_by(root_ca)
+    by_serial = tenant.call("POST", "pki/revoke", {"serial_number": certificate.serial_number})
+    assert by_serial.status_code == 403, by_serial.text
+    with_key = tenant.call(
+        "POST",
+        "pki/revoke-with-key",
+        {"serial_number": certificate.serial_number, "private_key": certificate.private_key_pem},
+    )
+    assert with_key.status_code == 200, with_key.status_code
+    crl = x509.load_pem_x509_crl(requests.get(f"{tenant.base}/pki/crl/pem", timeout=10).content)
+    assert crl.get_revoked_certificate_by_serial_number(certificate.certificate.serial_number) is not None
