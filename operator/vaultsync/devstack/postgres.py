@@ -306,6 +306,9 @@ class PostgresServer:
             "fsync=off",
             "-c",
             "max_connections=200",
+            # A failing CREATE ROLE ... PASSWORD '...' would otherwise be copied into postgres.log.
+            "-c",
+            "log_min_error_statement=panic",
         ]
         on_main_thread = threading.current_thread() is threading.main_thread()
         preexec = _die_with_parent if on_main_thread and sys.platform == "linux" else None
