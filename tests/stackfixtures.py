@@ -26,8 +26,10 @@ from vaultsync.devstack.demo import (
     configure_kubernetes_auth,
     repo_root,
 )
+from vaultsync.devstack.postgres import PostgresServer
 from vaultsync.devstack.stack import LocalStack
 from vaultsync.devstack.vault_admin import VaultAdmin
+from vaultsync.devstack.vault_engines import DatabaseEngine, PkiEngine
 
 
 def _crd_dirs() -> list[Path]:
@@ -74,6 +76,26 @@ def vault_jwt_auth(stack: LocalStack, vault_admin: VaultAdmin) -> str:
     """OpenBao's jwt auth method, verifying service-account tokens offline; returns its mount."""
     configure_jwt_auth(stack, vault_admin)
     return JWT_AUTH_MOUNT
+
+
+@pytest.fixture(scope="session")
+def postgres(stack: LocalStack) -> PostgresServer:
+    """The stack's PostgreSQL, started by the first test that asks for it (stopped with the stack)."""
+    return stack.postgres()
+
+
+@pytest.fixture(scope="session")
+def database_engine(postgres: PostgresServer, vault_admin: VaultAdmin) -> DatabaseEngine:
+    """OpenBao's database engine at `database/` connected to `postgres`, role `app` (default_ttl 30s,
+    max_ttl 60s). Other TTLs: `vault_admin.database_role(NAME, default_ttl=..., max_ttl=...)`."""
+    return vault_admin.configure_database_engine(postgres)
+
+
+@pytest.fixture(scope="session")
+def pki_engine(vault_admin: VaultAdmin) -> PkiEngine:
+    """OpenBao's pki engine at `pki/` with a root CA, role `app` (ttl 60s) for `*.vaultsync.test`.
+    Other TTLs: `vault_admin.pki_role(NAME, ttl=...)`."""
+    return vault_admin.configure_pki_engine()
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@
   its output until Ctrl-C.
 * ``prepare``: obtain the binaries only (etcd from Debian, kube-apiserver built once and cached, bao,
   kubectl, prometheus and promtool from Debian for the alert-rule tests, lua5.1 with cjson from Debian for
-  the Argo CD health check tests).
+  the Argo CD health check tests, PostgreSQL from Debian for the short-lived credentials tests).
 * ``up``: the same stack and set-up without the operator; prints the environment and stays up until Ctrl-C.
 """
 
@@ -24,6 +24,7 @@ from vaultsync.devstack.binaries import (
     find_prometheus,
 )
 from vaultsync.devstack.demo import run_demo, run_up
+from vaultsync.devstack.postgres import find_postgres
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -52,6 +53,7 @@ def prepare() -> int:
             prometheus.prometheus,
             prometheus.promtool,
             find_lua(),
+            find_postgres().postgres,
         )
         for path in binaries:
             print(f"ready: {path}")

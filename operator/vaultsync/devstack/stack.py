@@ -42,6 +42,7 @@ import yaml
 
 from vaultsync.devstack.binaries import StackError, find_bao, find_etcd, find_kube_binaries
 from vaultsync.devstack.pki import PkiFiles, generate_pki
+from vaultsync.devstack.postgres import PostgresServer
 
 __all__ = ["DEFAULT_ISSUER", "VAULT_AUDIENCE", "LocalStack", "StackError", "pick_free_ports"]
 
@@ -324,6 +325,7 @@ class LocalStack:
         self.vault_audit_log: Path = self.workdir / "vault-audit.log"
         self.vault_ca_cert: Path | None = self.workdir / "openbao-tls" / "vault-ca.pem" if vault_tls else None
         self.vault_unseal_key: str | None = None
+        self._postgres: PostgresServer | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 
@@ -355,6 +357,9 @@ class LocalStack:
         order = ["openbao", "kube-controller-manager", "kube-apiserver", "etcd"]
         processes = [self._processes.pop(name) for name in order if name in self._processes]
         _terminate(processes)
+        if self._postgres is not None:  # after OpenBao, which holds connections to it
+            self._postgres.stop()
+            self._postgres = None
         _LIVE_STACKS.discard(self)
         if not self._keep_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
@@ -711,6 +716,20 @@ class LocalStack:
         if response.status >= 300:
             raise StackError(f"openbao: {method} {path} answered {response.status}: {payload[:300]!r}")
         return dict(json.loads(payload)) if payload else {}
+
+    # -- PostgreSQL (short-lived credentials) -------------------------------------------------------------
+
+    def postgres(self) -> PostgresServer:
+        """The stack's PostgreSQL server, started on the first call (tests that do not need it pay
+        nothing); its files are in ``<workdir>/postgres``. ``stop()`` stops it."""
+        if self._postgres is None:
+            (port,) = pick_free_ports(1)
+            server = PostgresServer(
+                self.workdir / "postgres", port, start_timeout=self._start_timeout, printer=self._printer
+            )
+            server.start()
+            self._postgres = server
+        return self._postgres
 
     # -- for users ---------------------------------------------------------------------------------------
 

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import hvac
 
+from vaultsync.devstack.vault_engines import ShortLivedEngines
+
 if TYPE_CHECKING:
     from vaultsync.devstack.stack import LocalStack
 
@@ -17,8 +19,9 @@ def service_account_subject(namespace: str, name: str) -> str:
     return f"system:serviceaccount:{namespace}:{name}"
 
 
-class VaultAdmin:
-    """Root-token administration of the stack's OpenBao server."""
+class VaultAdmin(ShortLivedEngines):
+    """Root-token administration of the stack's OpenBao server (the database and PKI engines' methods
+    are in ``vault_engines.py``)."""
 
     def __init__(self, addr: str, token: str, ca_cert: Path | None = None) -> None:
         verify: str | bool = str(ca_cert) if ca_cert is not None else True
